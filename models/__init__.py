@@ -1,0 +1,1 @@
+"""Networks: building them by name, loading weights, running them."""

@@ -1,0 +1,1 @@
+"""Pure domain logic: image intake, photo-quality checks, triage policy. No I/O beyond bytes in, values out."""

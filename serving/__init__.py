@@ -1,0 +1,1 @@
+"""The outer layer: settings, command line, HTTP, storage and database wiring."""

@@ -1,0 +1,24 @@
+"""The FastAPI application factory: settings in, wired application out."""
+
+from __future__ import annotations
+
+import importlib
+
+from fastapi import FastAPI
+
+from serving.settings import Settings, get_settings
+
+ROUTER_MODULES = (
+    "serving.routes.health",
+    "serving.routes.quality",
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service. Tests pass their own ``Settings``; ``make run`` uses the environment's."""
+    settings = settings or get_settings()
+    app = FastAPI(title="DermTriage", version="0.1.0")
+    app.state.settings = settings
+    for name in ROUTER_MODULES:
+        app.include_router(importlib.import_module(name).router)
+    return app

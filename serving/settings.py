@@ -1,0 +1,74 @@
+"""The one typed settings object.
+
+Every value comes from the environment (prefix ``DERMTRIAGE_``) or its default here; no other
+module reads ``os.environ``. Lower layers (``pipeline``, ``models``, ``training``) never see this
+object: the command line and the service read it and pass plain values down, so they stay testable.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """DermTriage configuration; see the README's table of variables."""
+
+    model_config = SettingsConfigDict(env_prefix="DERMTRIAGE_", extra="ignore")
+
+    data_dir: Path = Field(default=PROJECT_ROOT / "data", description="Where runtime state lives.")
+    dataset_dir: Path = Field(
+        default=PROJECT_ROOT.parent / "shared" / "data" / "derm-dev",
+        description="A derm-dev style data set: metadata.csv plus images/.",
+    )
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DERMTRIAGE_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+        description="MLflow tracking server; empty means a local store under data_dir.",
+    )
+    registered_model_name: str = "dermtriage-classifier"
+    model_uri: str = "models:/dermtriage-classifier@champion"
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; empty means SQLite under data_dir."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    language: Literal["fr", "en"] = "fr"
+    max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
+    max_request_bytes: int = Field(default=80 * 1024 * 1024, gt=0)
+    max_image_pixels: int = Field(default=50_000_000, gt=0)
+    shipped_model_dir: Path = PROJECT_ROOT / "models" / "shipped"
+    inference_batch_size: int = Field(default=32, gt=0)
+    inference_max_wait_ms: float = Field(default=10.0, ge=0)
+    torch_threads: int = Field(default=0, ge=0, description="0 means torch's own choice.")
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow store to use: the configured server, or SQLite under ``data_dir``."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{(self.data_dir / 'mlflow' / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> str:
+        """Where a local MLflow store keeps run artefacts."""
+        return (self.data_dir / "mlflow" / "artifacts").resolve().as_uri()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The case database: the configured URL, or SQLite under ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'dermtriage.db').resolve()}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

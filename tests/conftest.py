@@ -1,0 +1,64 @@
+"""Fixtures shared by the whole suite: the real derm-dev sample, system tools, fresh settings."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from serving.settings import Settings
+
+REQUIRE_SYSTEM_TOOLS = os.environ.get("DERMTRIAGE_REQUIRE_SYSTEM_TOOLS") == "1"
+
+
+def require_tool(found: bool, what: str) -> None:
+    """Skip a test whose system tool is absent on a laptop; fail it in CI, where it must run."""
+    if found:
+        return
+    if REQUIRE_SYSTEM_TOOLS:
+        pytest.fail(f"{what} is required in CI but missing")
+    pytest.skip(f"{what} not installed (scripts/system-test-deps.sh installs it)")
+
+
+@pytest.fixture(scope="session")
+def dataset_dir() -> Path:
+    """The real derm-dev data set (read-only), located through the settings."""
+    path = Settings().dataset_dir
+    require_tool((path / "metadata.csv").is_file(), f"derm-dev data set at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def derm_metadata(dataset_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(dataset_dir / "metadata.csv")
+
+
+@pytest.fixture(scope="session")
+def derm_images(dataset_dir: Path, derm_metadata: pd.DataFrame) -> list[Path]:
+    """Twenty real dermoscopic images, a fixed sample spanning every diagnosis."""
+    sample = (
+        derm_metadata.sort_values("image_id")
+        .groupby("dx", group_keys=False)
+        .head(3)
+        .head(20)
+    )
+    return [dataset_dir / "images" / f"{image_id}.jpg" for image_id in sample["image_id"]]
+
+
+@pytest.fixture(scope="session")
+def chromium_executable() -> str:
+    """Debian's Chromium; Playwright drives it through ``executable_path`` (no browser download)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    require_tool(path is not None, "Debian's chromium")
+    assert path is not None
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Iterator[Settings]:
+    """Settings whose every piece of state lives in a fresh temporary folder."""
+    yield Settings(data_dir=tmp_path / "data", mlflow_tracking_uri=None, database_url=None)

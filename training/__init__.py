@@ -1,0 +1,1 @@
+"""Training, evaluation, calibration and the MLflow registry."""
