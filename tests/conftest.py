@@ -40,12 +40,7 @@ def derm_metadata(dataset_dir: Path) -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def derm_images(dataset_dir: Path, derm_metadata: pd.DataFrame) -> list[Path]:
     """Twenty real dermoscopic images, a fixed sample spanning every diagnosis."""
-    sample = (
-        derm_metadata.sort_values("image_id")
-        .groupby("dx", group_keys=False)
-        .head(3)
-        .head(20)
-    )
+    sample = derm_metadata.sort_values("image_id").groupby("dx", group_keys=False).head(3).head(20)
     return [dataset_dir / "images" / f"{image_id}.jpg" for image_id in sample["image_id"]]
 
 
