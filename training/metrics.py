@@ -277,12 +277,26 @@ def _check_multiclass(
     return y_t, p
 
 
+def _decisions(probs: np.ndarray, predicted: Any) -> np.ndarray:
+    """The class decided for each case: ``predicted`` when given, else the most probable class."""
+    if predicted is None:
+        return probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
+    decided = np.asarray(predicted, dtype=np.int64)
+    if decided.shape != (len(probs),):
+        raise ValueError(f"predicted must have shape ({len(probs)},), got {decided.shape}")
+    if decided.size and (decided.min() < 0 or decided.max() >= probs.shape[1]):
+        raise ValueError("predicted holds an index outside the class list")
+    return decided
+
+
 def evaluate_predictions(
     y_true: Any,
     probs: Any,
     classes: Sequence[str] = CLASSES,
     malignant_classes: Sequence[str] = MALIGNANT_CLASSES,
     n_bins: int = 15,
+    *,
+    predicted: Any = None,
 ) -> dict[str, float]:
     """Every headline figure of a model on one split, as a flat ``{name: float}`` dict.
 
@@ -290,10 +304,15 @@ def evaluate_predictions(
     ``ece_malignant``, ``ece_top_label``, ``recall_<class>`` for each class, ``n`` and
     ``n_malignant``. Flat and float so that it goes straight into ``mlflow.log_metrics`` and into
     registry tags.
+
+    ``predicted`` holds the class decision of each case when the product uses a decision rule
+    other than the most probable class (e.g. one that corrects for class priors); balanced accuracy
+    and recalls are computed on it. The default is ``argmax(probs)``. The top-label ECE always
+    reads the most probable class, since it judges the probabilities themselves.
     """
     y_t, p = _check_multiclass(y_true, probs, classes)
     y_mal, p_mal = malignant_scores(y_t, p, classes, malignant_classes)
-    y_pred = p.argmax(axis=1) if len(p) else np.zeros(0, dtype=np.int64)
+    y_pred = _decisions(p, predicted)
     figures: dict[str, float] = {
         "malignant_auroc": malignant_auroc(y_mal, p_mal),
         "sens_at_95_spec": sensitivity_at_specificity(y_mal, p_mal, 0.95),
@@ -335,6 +354,8 @@ def subgroup_table(
     columns: Sequence[str] = DEFAULT_SUBGROUP_COLUMNS,
     min_n: int = 30,
     malignant_classes: Sequence[str] = MALIGNANT_CLASSES,
+    *,
+    predicted: Any = None,
 ) -> pd.DataFrame:
     """The headline figures within each subgroup, to spot a population the model serves badly.
 
@@ -343,9 +364,11 @@ def subgroup_table(
     ``unknown`` subgroup. The first row (``column == "overall"``) is the whole split, for
     comparison. Columns: ``column``, ``value``, ``n``, ``n_malignant``, the metrics of
     :data:`SUBGROUP_METRICS` (NaN where undefined, e.g. no malignant case in the subgroup) and
-    ``small_sample`` (``n < min_n``: too few cases to read much into the figures).
+    ``small_sample`` (``n < min_n``: too few cases to read much into the figures). ``predicted``
+    is the class decision of each case, as in :func:`evaluate_predictions`.
     """
     y_t, p = _check_multiclass(y_true, probs, classes)
+    decided = _decisions(p, predicted)
     if len(metadata) != len(y_t):
         raise ValueError(f"metadata has {len(metadata)} rows for {len(y_t)} predictions")
     missing = [
@@ -358,7 +381,9 @@ def subgroup_table(
     frame = metadata.reset_index(drop=True)
 
     def row(column: str, value: str, mask: np.ndarray) -> dict[str, Any]:
-        figures = evaluate_predictions(y_t[mask], p[mask], classes, malignant_classes)
+        figures = evaluate_predictions(
+            y_t[mask], p[mask], classes, malignant_classes, predicted=decided[mask]
+        )
         n = int(mask.sum())
         return {
             "column": column,

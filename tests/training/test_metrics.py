@@ -253,6 +253,18 @@ class TestEvaluatePredictions:
         assert math.isnan(figures["recall_df"])
         assert figures["balanced_accuracy"] == pytest.approx(0.75)
 
+    def test_a_decision_rule_other_than_argmax_drives_recall(self) -> None:
+        y = np.array([4, 4, 5, 5])
+        probs = one_hot_probs([5, 4, 5, 5])  # argmax misses the first melanoma...
+        decided = np.array([4, 4, 5, 5])  # ...a prior-corrected rule catches it
+        figures = evaluate_predictions(y, probs, CLASSES, predicted=decided)
+        assert figures["recall_mel"] == 1.0
+        assert figures["balanced_accuracy"] == 1.0
+        # The probabilities are unchanged, so the ranking figures are too.
+        assert figures["malignant_auroc"] == evaluate_predictions(y, probs)["malignant_auroc"]
+        with pytest.raises(ValueError, match="predicted"):
+            evaluate_predictions(y, probs, CLASSES, predicted=np.array([4, 4, 5]))
+
     def test_rejects_logits(self) -> None:
         with pytest.raises(ValueError, match="logits"):
             evaluate_predictions(np.array([0]), np.array([[2.0, 1, 0, 0, 0, 0, 0]]), CLASSES)
@@ -324,6 +336,13 @@ class TestSubgroupTable:
         assert math.isnan(men["sens_at_95_spec"])
         assert men["balanced_accuracy"] == 1.0
         assert men["small_sample"]  # 2 < 3
+
+    def test_decisions_are_split_with_the_subgroups(self, split) -> None:
+        y, probs, metadata = split
+        decided = np.array([4, 4, 5, 5, 5, 5, 5])  # the missed melanoma is now caught
+        table = subgroup_table(y, probs, metadata, CLASSES, min_n=3, predicted=decided)
+        women = table.set_index(["column", "value"]).loc[("sex", "female")]
+        assert women["balanced_accuracy"] == 1.0
 
     def test_missing_subgroup_column_is_an_error(self, split) -> None:
         y, probs, metadata = split
