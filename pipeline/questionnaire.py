@@ -1,0 +1,299 @@
+"""The questionnaire a GP fills in with a teledermatology request, validated field by field.
+
+A request is accepted whole or not at all: :func:`parse_questionnaire` either returns a valid
+:class:`Questionnaire` or raises :class:`QuestionnaireError` whose ``errors`` maps each faulty field
+(dotted path, e.g. ``requester.rpps``) to a short message in French or English saying what to fix.
+The form, the JSON API and the demo seeding all go through this one model.
+
+Pure: no I/O, no clock, no settings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+Lang = Literal["fr", "en"]
+
+
+class Sex(StrEnum):
+    female = "female"
+    male = "male"
+    other = "other"
+
+
+class Fitzpatrick(StrEnum):
+    """Skin phototype (Fitzpatrick I-VI): how the skin reacts to the sun; informs melanoma risk."""
+
+    I = "I"  # noqa: E741 - the phototype's own name
+    II = "II"
+    III = "III"
+    IV = "IV"
+    V = "V"
+    VI = "VI"
+
+
+class BodySite(StrEnum):
+    """Body sites, the same vocabulary as the derm-dev metadata (``localization``)."""
+
+    scalp = "scalp"
+    face = "face"
+    ear = "ear"
+    neck = "neck"
+    chest = "chest"
+    abdomen = "abdomen"
+    back = "back"
+    trunk = "trunk"
+    upper_extremity = "upper extremity"
+    lower_extremity = "lower extremity"
+    hand = "hand"
+    foot = "foot"
+    acral = "acral"
+    genital = "genital"
+    other = "other"
+
+
+class Duration(StrEnum):
+    """How long the lesion has been there, in the coarse bins a patient can actually answer."""
+
+    under_1_month = "under_1_month"
+    months_1_6 = "1_6_months"
+    months_6_12 = "6_12_months"
+    years_1_5 = "1_5_years"
+    over_5_years = "over_5_years"
+    unknown = "unknown"
+
+
+LABELS: dict[str, dict[str, dict[str, str]]] = {
+    "sex": {
+        "fr": {"female": "Femme", "male": "Homme", "other": "Autre"},
+        "en": {"female": "Female", "male": "Male", "other": "Other"},
+    },
+    "body_site": {
+        "fr": {
+            "scalp": "Cuir chevelu",
+            "face": "Visage",
+            "ear": "Oreille",
+            "neck": "Cou",
+            "chest": "Thorax",
+            "abdomen": "Abdomen",
+            "back": "Dos",
+            "trunk": "Tronc",
+            "upper extremity": "Membre supérieur",
+            "lower extremity": "Membre inférieur",
+            "hand": "Main",
+            "foot": "Pied",
+            "acral": "Paume / plante",
+            "genital": "Région génitale",
+            "other": "Autre",
+        },
+        "en": {
+            "scalp": "Scalp",
+            "face": "Face",
+            "ear": "Ear",
+            "neck": "Neck",
+            "chest": "Chest",
+            "abdomen": "Abdomen",
+            "back": "Back",
+            "trunk": "Trunk",
+            "upper extremity": "Upper limb",
+            "lower extremity": "Lower limb",
+            "hand": "Hand",
+            "foot": "Foot",
+            "acral": "Palm / sole",
+            "genital": "Genital area",
+            "other": "Other",
+        },
+    },
+    "duration": {
+        "fr": {
+            "under_1_month": "Moins d'un mois",
+            "1_6_months": "1 à 6 mois",
+            "6_12_months": "6 à 12 mois",
+            "1_5_years": "1 à 5 ans",
+            "over_5_years": "Plus de 5 ans",
+            "unknown": "Inconnue",
+        },
+        "en": {
+            "under_1_month": "Under a month",
+            "1_6_months": "1 to 6 months",
+            "6_12_months": "6 to 12 months",
+            "1_5_years": "1 to 5 years",
+            "over_5_years": "Over 5 years",
+            "unknown": "Unknown",
+        },
+    },
+}
+
+
+def label(field: str, value: str, lang: Lang = "fr") -> str:
+    """The human wording of an enumerated answer (``label("sex", "female", "fr") == "Femme"``)."""
+    return LABELS.get(field, {}).get(lang, {}).get(value, value)
+
+
+_PSEUDONYM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{2,39}$")
+_RPPS = re.compile(r"^\d{11}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE = re.compile(r"^\+?[0-9 .\-()]{6,20}$")
+
+
+class Requester(BaseModel):
+    """Who sends the request, so the answer reaches the right professional.
+
+    ``rpps`` is the 11-digit French health professional identifier (Répertoire partagé des
+    professionnels de santé).
+    """
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=2, max_length=120)
+    rpps: str = Field(pattern=_RPPS.pattern)
+    organisation: str = Field(min_length=2, max_length=160)
+    email: str = Field(pattern=_EMAIL.pattern, max_length=254)
+    phone: str | None = Field(default=None, pattern=_PHONE.pattern)
+
+    @field_validator("phone", mode="before")
+    @classmethod
+    def _blank_phone_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+
+class Questionnaire(BaseModel):
+    """Everything the expert needs besides the photos. Booleans default to "no"."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    patient_pseudonym: str = Field(pattern=_PSEUDONYM.pattern)
+    age: int = Field(ge=0, le=120)
+    sex: Sex
+    fitzpatrick: Fitzpatrick
+    body_site: BodySite
+    duration: Duration
+    changed_size: bool = False
+    changed_colour: bool = False
+    changed_shape: bool = False
+    bleeding: bool = False
+    itching: bool = False
+    personal_history_skin_cancer: bool = False
+    family_history_skin_cancer: bool = False
+    immunosuppression: bool = False
+    treatments: str = Field(default="", max_length=1000)
+    allergies: str = Field(default="", max_length=500)
+    clinical_question: str = Field(min_length=10, max_length=2000)
+    requester: Requester
+
+    @property
+    def recent_change(self) -> bool:
+        """Any reported change in size, colour or shape (the "E" of ABCDE)."""
+        return self.changed_size or self.changed_colour or self.changed_shape
+
+
+class QuestionnaireError(ValueError):
+    """A questionnaire that cannot be accepted; ``errors`` maps field path -> message."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+_MESSAGES: dict[str, dict[str, str]] = {
+    "missing": {"fr": "Champ obligatoire.", "en": "This field is required."},
+    "string_too_short": {
+        "fr": "Trop court (au moins {min_length} caractères).",
+        "en": "Too short (at least {min_length} characters).",
+    },
+    "string_too_long": {
+        "fr": "Trop long ({max_length} caractères au plus).",
+        "en": "Too long (at most {max_length} characters).",
+    },
+    "greater_than_equal": {"fr": "Doit être au moins {ge}.", "en": "Must be at least {ge}."},
+    "less_than_equal": {"fr": "Doit être au plus {le}.", "en": "Must be at most {le}."},
+    "int_parsing": {"fr": "Nombre entier attendu.", "en": "A whole number is expected."},
+    "int_type": {"fr": "Nombre entier attendu.", "en": "A whole number is expected."},
+    "int_from_float": {"fr": "Nombre entier attendu.", "en": "A whole number is expected."},
+    "bool_parsing": {"fr": "Oui ou non attendu.", "en": "Yes or no expected."},
+    "bool_type": {"fr": "Oui ou non attendu.", "en": "Yes or no expected."},
+    "enum": {"fr": "Choisissez une valeur de la liste.", "en": "Choose a value from the list."},
+    "extra_forbidden": {"fr": "Champ inconnu.", "en": "Unknown field."},
+    "string_type": {"fr": "Texte attendu.", "en": "Text expected."},
+    "model_type": {"fr": "Section attendue.", "en": "A section is expected."},
+}
+
+_PATTERN_MESSAGES: dict[str, dict[str, str]] = {
+    "patient_pseudonym": {
+        "fr": "3 à 40 caractères : lettres, chiffres, « . », « - » ou « _ » (pas le nom du "
+        "patient).",
+        "en": "3 to 40 characters: letters, digits, '.', '-' or '_' (not the patient's name).",
+    },
+    "requester.rpps": {
+        "fr": "Le numéro RPPS compte 11 chiffres.",
+        "en": "The RPPS number has 11 digits.",
+    },
+    "requester.email": {"fr": "Adresse e-mail invalide.", "en": "Invalid e-mail address."},
+    "requester.phone": {"fr": "Numéro de téléphone invalide.", "en": "Invalid phone number."},
+}
+
+_FALLBACK = {"fr": "Valeur invalide.", "en": "Invalid value."}
+
+
+def field_errors(exc: ValidationError, lang: Lang = "fr") -> dict[str, str]:
+    """Field path -> one message in ``lang`` for each error (the first one when several)."""
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"]) or "__root__"
+        if path in errors:
+            continue
+        kind = error["type"]
+        if kind == "string_pattern_mismatch":
+            message = _PATTERN_MESSAGES.get(path, _FALLBACK)[lang]
+        elif kind in _MESSAGES:
+            message = _MESSAGES[kind][lang].format(**(error.get("ctx") or {}))
+        else:
+            message = _FALLBACK[lang]
+        errors[path] = message
+    return errors
+
+
+def parse_questionnaire(data: Mapping[str, Any], lang: Lang = "fr") -> Questionnaire:
+    """Validate ``data`` (JSON-like); raise :class:`QuestionnaireError` with every field's error."""
+    try:
+        return Questionnaire.model_validate(dict(data))
+    except ValidationError as exc:
+        raise QuestionnaireError(field_errors(exc, lang)) from exc
+
+
+BOOLEAN_FIELDS: tuple[str, ...] = (
+    "changed_size",
+    "changed_colour",
+    "changed_shape",
+    "bleeding",
+    "itching",
+    "personal_history_skin_cancer",
+    "family_history_skin_cancer",
+    "immunosuppression",
+)
+
+
+def from_form(form: Mapping[str, str]) -> dict[str, Any]:
+    """Shape flat HTML form fields into questionnaire data.
+
+    Checkboxes are absent when unticked (so "no"), and ``requester_<x>`` fields form the
+    ``requester`` section. Values are kept as strings: validation converts and checks them.
+    """
+    data: dict[str, Any] = {}
+    requester: dict[str, Any] = {}
+    for key, value in form.items():
+        if key.startswith("requester_"):
+            requester[key.removeprefix("requester_")] = value
+        elif key in BOOLEAN_FIELDS:
+            data[key] = value not in ("", "0", "false", "off", "no")
+        elif key in Questionnaire.model_fields:
+            data[key] = value
+    for key in BOOLEAN_FIELDS:
+        data.setdefault(key, False)
+    data["requester"] = requester
+    return data
