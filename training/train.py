@@ -247,7 +247,7 @@ def train(
                 optimiser.step()
                 scheduler.step()
                 seen += len(labels)
-                total_loss += float(loss) * len(labels)
+                total_loss += float(loss.detach()) * len(labels)
                 batches.set_postfix(loss=f"{total_loss / seen:.3f}")
             elapsed = time.perf_counter() - started
             val_logits, val_labels = predict_logits(network, data.loaders["val"], device, config)
