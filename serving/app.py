@@ -11,6 +11,7 @@ from serving.settings import Settings, get_settings
 ROUTER_MODULES = (
     "serving.routes.health",
     "serving.routes.quality",
+    "serving.routes.cases",
 )
 
 

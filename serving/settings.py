@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     inference_batch_size: int = Field(default=32, gt=0)
     inference_max_wait_ms: float = Field(default=10.0, ge=0)
     torch_threads: int = Field(default=0, ge=0, description="0 means torch's own choice.")
+    review_deadline_hours: float = Field(
+        default=48.0, gt=0, description="The service's promise: first reading within this delay."
+    )
+    scoring_worker: bool = Field(
+        default=True, description="Score queued cases in a background thread of the service."
+    )
+    scoring_poll_seconds: float = Field(default=2.0, gt=0)
+    worklist_page_size: int = Field(default=20, gt=0, le=200)
 
     @property
     def tracking_uri(self) -> str:

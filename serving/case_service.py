@@ -1,0 +1,505 @@
+"""What can be done to a case, in one place: the API and the pages both call these functions.
+
+Each function takes an open SQLAlchemy session, the acting :class:`~serving.users.User` and the
+current time, applies the pure rules of ``pipeline.workflow`` / ``pipeline.priority``, writes the
+rows and records an :class:`~serving.db.Event` (who, what, when) for every change. The caller's
+session commits or rolls back the whole unit of work, so a request is applied whole or not at all.
+
+Visibility rule for now: a requester sees only the cases they sent (others answer "not found", so
+existence is not disclosed); experts (first readers, seniors) see every case. Access control will
+refine this per centre and role; it hooks in at :func:`get_case` and :func:`_require_role`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from pipeline.intake import IntakeError
+from pipeline.priority import CaseFacts, Priority, RedFlags, ScoringState, Tier, assess
+from pipeline.questionnaire import Questionnaire
+from pipeline.report import Conduct, ReportContent
+from pipeline.workflow import (
+    OPEN_FOR_EXPERTS,
+    READ,
+    Action,
+    Role,
+    Status,
+    TransitionError,
+    transition,
+)
+from serving.db.models import Case, Event, Message, Photo, Report
+from serving.storage import PhotoStore
+from serving.users import User
+
+logger = logging.getLogger(__name__)
+
+Lang = Literal["fr", "en"]
+Clock = Callable[[], datetime]
+
+MAX_PHOTOS = 5
+PHOTO_KINDS = ("close_up", "dermoscopy", "wide")
+MESSAGE_MAX_CHARS = 4000
+
+
+class CaseNotFoundError(LookupError):
+    """No such case, or not one this user may see."""
+
+
+class ForbiddenError(PermissionError):
+    """The user's role may not do this."""
+
+
+class InvalidRequestError(ValueError):
+    """The request is refused as a whole; ``errors`` maps field -> message."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+class ConflictError(Exception):
+    """The case is not in a state where this can be done (``code`` from the workflow)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class PhotoUpload:
+    data: bytes
+    kind: str = "close_up"
+
+
+_TEXT = {
+    "photo_count": {
+        "fr": "Joignez de 1 à 5 photos.",
+        "en": "Attach 1 to 5 photos.",
+    },
+    "photo_kind": {
+        "fr": "Type de photo inconnu.",
+        "en": "Unknown photo type.",
+    },
+    "message_empty": {"fr": "Le message est vide.", "en": "The message is empty."},
+    "message_long": {
+        "fr": "Message trop long (4000 caractères au plus).",
+        "en": "Message too long (at most 4000 characters).",
+    },
+}
+
+
+def _record(
+    session: Session,
+    case: Case,
+    user: User,
+    action: str,
+    now: datetime,
+    *,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> Event:
+    event = Event(
+        case=case,
+        at=now,
+        actor_id=user.id,
+        actor_role=user.role.value,
+        action=action,
+        from_status=from_status,
+        to_status=to_status,
+        detail=detail,
+    )
+    session.add(event)
+    return event
+
+
+def _move(
+    session: Session, case: Case, action: Action, user: User, now: datetime, **kw: Any
+) -> None:
+    """Apply a workflow transition to ``case`` and record it; map refusals to our errors."""
+    before = Status(case.status)
+    report_author = case.report.author_id if case.report is not None else None
+    try:
+        after = transition(
+            before, action, user.role, actor_id=user.id, report_author_id=report_author
+        )
+    except TransitionError as exc:
+        if exc.code == "forbidden_role":
+            raise ForbiddenError(exc.message) from exc
+        raise ConflictError(exc.code, exc.message) from exc
+    case.status = after.value
+    case.updated_at = now
+    if after in READ and case.first_read_at is None:
+        case.first_read_at = now
+    if after is Status.closed:
+        case.closed_at = now
+    _record(
+        session,
+        case,
+        user,
+        action.value,
+        now,
+        from_status=before.value,
+        to_status=after.value,
+        **kw,
+    )
+
+
+def _require_role(user: User, roles: Sequence[Role], what: str) -> None:
+    if user.role not in roles:
+        raise ForbiddenError(f"a {user.role.value} may not {what}")
+
+
+def _message_body(body: str, lang: Lang) -> str:
+    text = (body or "").strip()
+    if not text:
+        raise InvalidRequestError({"body": _TEXT["message_empty"][lang]})
+    if len(text) > MESSAGE_MAX_CHARS:
+        raise InvalidRequestError({"body": _TEXT["message_long"][lang]})
+    return text
+
+
+def create_case(
+    session: Session,
+    store: PhotoStore,
+    user: User,
+    questionnaire: Questionnaire,
+    photos: Sequence[PhotoUpload],
+    *,
+    now: datetime,
+    max_bytes: int,
+    max_pixels: int,
+    lang: Lang = "fr",
+) -> Case:
+    """A new case, ``submitted`` and queued for scoring; every photo is checked before any row.
+
+    Each photo is sanitised and stored (content-addressed, so a rejected request leaves at most
+    orphan blobs, never rows), and its quality is assessed and kept. A photo that fails quality is
+    still accepted (the GP was warned on the form); the case is then flagged for a human look.
+    """
+    _require_role(user, (Role.requester,), "submit a request")
+    if not 1 <= len(photos) <= MAX_PHOTOS:
+        raise InvalidRequestError({"photos": _TEXT["photo_count"][lang]})
+    from pipeline.quality import assess_bytes
+
+    errors: dict[str, str] = {}
+    stored = []
+    for index, upload in enumerate(photos):
+        if upload.kind not in PHOTO_KINDS:
+            errors[f"photos.{index}"] = _TEXT["photo_kind"][lang]
+            continue
+        try:
+            stored.append(store.ingest(upload.data, max_bytes=max_bytes, max_pixels=max_pixels))
+        except IntakeError as exc:
+            errors[f"photos.{index}"] = exc.message
+    if errors:
+        raise InvalidRequestError(errors)
+
+    case = Case(
+        status=Status.submitted.value,
+        submitted_at=now,
+        updated_at=now,
+        requester_id=user.id,
+        requester_name=questionnaire.requester.name,
+        requester_organisation=questionnaire.requester.organisation,
+        patient_pseudonym=questionnaire.patient_pseudonym,
+        questionnaire=questionnaire.model_dump(mode="json"),
+        scoring_state=ScoringState.pending.value,
+        scoring_attempts=0,
+    )
+    session.add(case)
+    for position, (upload, photo) in enumerate(zip(photos, stored, strict=True)):
+        quality = assess_bytes(upload.data, lang=lang, max_bytes=max_bytes, max_pixels=max_pixels)
+        case.photos.append(
+            Photo(
+                position=position,
+                kind=upload.kind,
+                sha256=photo.sha256,
+                mime=photo.mime,
+                width=photo.width,
+                height=photo.height,
+                size_bytes=photo.size_bytes,
+                thumbnail_sha256=photo.thumbnail_sha256,
+                quality=quality.to_dict(),
+                quality_acceptable=bool(quality.acceptable),
+                created_at=now,
+            )
+        )
+    _record(
+        session,
+        case,
+        user,
+        "submit",
+        now,
+        to_status=Status.submitted.value,
+        detail={"photos": len(stored)},
+    )
+    session.flush()
+    logger.info("case %s submitted with %d photo(s)", case.id, len(stored))
+    return case
+
+
+def _case_query() -> Any:
+    return select(Case).options(
+        selectinload(Case.photos),
+        selectinload(Case.scores),
+        selectinload(Case.report),
+    )
+
+
+def get_case(session: Session, case_id: int, user: User, *, for_update: bool = False) -> Case:
+    """The case, if this user may see it; else :class:`CaseNotFoundError`."""
+    query = _case_query().where(Case.id == case_id)
+    if for_update and session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(of=Case)
+    case = session.scalars(query).one_or_none()
+    if case is None or not can_see(user, case):
+        raise CaseNotFoundError(case_id)
+    return case
+
+
+def can_see(user: User, case: Case) -> bool:
+    if user.role is Role.requester:
+        return case.requester_id == user.id
+    return user.role in (Role.first_reader, Role.senior, Role.admin)
+
+
+def start_review(session: Session, case: Case, user: User, now: datetime) -> None:
+    _move(session, case, Action.start_review, user, now)
+
+
+def add_message(
+    session: Session, case: Case, user: User, body: str, now: datetime, lang: Lang = "fr"
+) -> Message:
+    """A plain message on the case, from the requester or an expert, while the case is open."""
+    _require_role(user, (Role.requester, Role.first_reader, Role.senior), "write messages")
+    text = _message_body(body, lang)
+    if case.status == Status.closed.value:
+        raise ConflictError("bad_state", "the case is closed")
+    return _add_message(session, case, user, "message", text, now)
+
+
+def _add_message(
+    session: Session, case: Case, user: User, kind: str, text: str, now: datetime
+) -> Message:
+    message = Message(
+        case=case,
+        kind=kind,
+        author_id=user.id,
+        author_name=user.name,
+        author_role=user.role.value,
+        body=text,
+        created_at=now,
+    )
+    session.add(message)
+    case.updated_at = now
+    if kind == "message":
+        _record(session, case, user, "message", now, detail={"chars": len(text)})
+    return message
+
+
+def request_info(
+    session: Session, case: Case, user: User, body: str, now: datetime, lang: Lang = "fr"
+) -> Message:
+    """The expert's question to the requester; the case waits for the answer."""
+    text = _message_body(body, lang)
+    _move(session, case, Action.request_info, user, now)
+    return _add_message(session, case, user, "info_request", text, now)
+
+
+def answer(
+    session: Session, case: Case, user: User, body: str, now: datetime, lang: Lang = "fr"
+) -> Message:
+    """The requester's answer to the expert's question."""
+    text = _message_body(body, lang)
+    _move(session, case, Action.answer, user, now)
+    return _add_message(session, case, user, "answer", text, now)
+
+
+def write_report(
+    session: Session, case: Case, user: User, content: ReportContent, now: datetime
+) -> Report:
+    """Write (or revise, before validation) the report; the case awaits a senior's validation."""
+    _move(session, case, Action.write_report, user, now, detail={"conduct": content.conduct.value})
+    report = case.report
+    if report is None:
+        report = Report(case=case, revision=1)
+        session.add(report)
+    else:
+        report.revision += 1
+    report.conduct = content.conduct.value
+    report.interval = content.interval
+    report.diagnosis = content.diagnosis
+    report.text = content.text
+    report.author_id = user.id
+    report.author_name = user.name
+    report.written_at = now
+    return report
+
+
+def return_for_revision(
+    session: Session, case: Case, user: User, body: str, now: datetime, lang: Lang = "fr"
+) -> None:
+    """A senior sends the report back to the reader, saying why (kept as a message)."""
+    text = _message_body(body, lang)
+    _move(session, case, Action.return_for_revision, user, now)
+    _add_message(session, case, user, "revision", text, now)
+
+
+def validate(session: Session, case: Case, user: User, now: datetime) -> None:
+    """A senior other than the author validates the report; the requester can now read it."""
+    _move(session, case, Action.validate, user, now)
+    assert case.report is not None  # report_written implies a report
+    case.report.validated_by_id = user.id
+    case.report.validated_by_name = user.name
+    case.report.validated_at = now
+
+
+def close(session: Session, case: Case, user: User, now: datetime) -> None:
+    if user.role is Role.requester and case.requester_id != user.id:
+        raise CaseNotFoundError(case.id)
+    _move(session, case, Action.close, user, now)
+
+
+# --- priority and the worklist ---------------------------------------------------------------
+
+
+def red_flags(questionnaire: dict[str, Any]) -> RedFlags:
+    return RedFlags(
+        changed_size=bool(questionnaire.get("changed_size")),
+        changed_colour=bool(questionnaire.get("changed_colour")),
+        changed_shape=bool(questionnaire.get("changed_shape")),
+        bleeding=bool(questionnaire.get("bleeding")),
+        personal_history=bool(questionnaire.get("personal_history_skin_cancer")),
+        family_history=bool(questionnaire.get("family_history_skin_cancer")),
+        immunosuppression=bool(questionnaire.get("immunosuppression")),
+    )
+
+
+def case_facts(case: Case) -> CaseFacts:
+    """What the priority policy needs, read from a loaded case."""
+    score = case.case_score
+    state = ScoringState(case.scoring_state)
+    return CaseFacts(
+        case_id=case.id,
+        submitted_at=case.submitted_at,
+        scoring=state,
+        p_malignant=score.p_malignant if score is not None else None,
+        uncertainty=score.uncertainty if score is not None else None,
+        quality_ok=case.quality_ok,
+        red_flags=red_flags(case.questionnaire),
+        first_read_at=case.first_read_at,
+    )
+
+
+def priority_of(case: Case, now: datetime, deadline_hours: float) -> Priority:
+    return assess(case_facts(case), now, deadline_hours=deadline_hours)
+
+
+@dataclass(frozen=True)
+class WorklistFilters:
+    statuses: tuple[Status, ...] = tuple(sorted(OPEN_FOR_EXPERTS, key=list(Status).index))
+    tiers: tuple[Tier, ...] = ()
+    requester_id: str | None = None
+
+
+@dataclass(frozen=True)
+class WorklistRow:
+    case: Case
+    priority: Priority
+
+
+@dataclass(frozen=True)
+class WorklistPage:
+    rows: list[WorklistRow]
+    total: int
+    page: int
+    page_size: int
+    tier_counts: dict[Tier, int]
+
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(self.total / self.page_size))
+
+
+def worklist(
+    session: Session,
+    user: User,
+    now: datetime,
+    *,
+    deadline_hours: float,
+    filters: WorklistFilters | None = None,
+    page: int = 1,
+    page_size: int = 25,
+) -> WorklistPage:
+    """The experts' worklist: cases matching ``filters`` in priority order, one page of it.
+
+    Priority depends on the time (waiting counts), so it is computed at ``now`` for every matching
+    case, then sorted and sliced; a resource centre's open cases number in the hundreds, which
+    this handles in milliseconds.
+    """
+    _require_role(user, (Role.first_reader, Role.senior, Role.admin), "see the worklist")
+    filters = filters or WorklistFilters()
+    query = _case_query()
+    if filters.statuses:
+        query = query.where(Case.status.in_([s.value for s in filters.statuses]))
+    if filters.requester_id:
+        query = query.where(Case.requester_id == filters.requester_id)
+    cases = list(session.scalars(query))
+    ranked = sorted(
+        (WorklistRow(c, priority_of(c, now, deadline_hours)) for c in cases),
+        key=lambda row: row.priority.sort_key(),
+    )
+    counts = dict.fromkeys(Tier, 0)
+    for row in ranked:
+        counts[row.priority.tier] += 1
+    if filters.tiers:
+        ranked = [row for row in ranked if row.priority.tier in filters.tiers]
+    page = max(1, page)
+    start = (page - 1) * page_size
+    return WorklistPage(
+        rows=ranked[start : start + page_size],
+        total=len(ranked),
+        page=page,
+        page_size=page_size,
+        tier_counts=counts,
+    )
+
+
+def my_requests(session: Session, user: User) -> list[Case]:
+    """The requester's own cases, newest first."""
+    _require_role(user, (Role.requester,), "list their requests")
+    query = _case_query().where(Case.requester_id == user.id).order_by(Case.submitted_at.desc())
+    return list(session.scalars(query))
+
+
+def requesters(session: Session) -> list[tuple[str, str]]:
+    """(id, name) of every requester who has sent a case, for the worklist filter."""
+    rows = session.execute(
+        select(Case.requester_id, Case.requester_name).distinct().order_by(Case.requester_name)
+    )
+    seen: dict[str, str] = {}
+    for requester_id, name in rows:
+        seen.setdefault(requester_id, name)
+    return list(seen.items())
+
+
+def leads_to_consultation(report: Report | None) -> bool | None:
+    if report is None or report.validated_at is None:
+        return None
+    return Conduct(report.conduct).leads_to_consultation
+
+
+def hours_between(start: datetime, end: datetime | None) -> float | None:
+    if end is None:
+        return None
+    return (end - start) / timedelta(hours=1)

@@ -1,0 +1,229 @@
+"""The case database, as typed SQLAlchemy 2 models.
+
+One request from a GP is a :class:`Case` with its :class:`Photo` rows; the scoring worker adds
+:class:`Score` rows (one per photo, with the model version that produced it); experts and the
+requester exchange :class:`Message` rows; the expert's answer is the case's :class:`Report`; and
+every change of state is an :class:`Event` saying who did what, and when.
+
+Times are stored as UTC and always come back time-zone aware (SQLite keeps no zone, so
+:class:`UTCDateTime` restores it), so waiting times never mix naive and aware datetimes.
+The schema is created and changed only by the Alembic migrations in ``serving/db/migrations``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and returned aware; naive datetimes are refused on the way in."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: UTCDateTime}
+
+
+class Case(Base):
+    """A request for a dermatologist's opinion: questionnaire, photos, workflow state."""
+
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    submitted_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]
+    requester_id: Mapped[str] = mapped_column(String(64), index=True)
+    requester_name: Mapped[str] = mapped_column(String(120))
+    requester_organisation: Mapped[str] = mapped_column(String(160))
+    patient_pseudonym: Mapped[str] = mapped_column(String(40), index=True)
+    questionnaire: Mapped[dict[str, Any]]
+    # Automatic scoring: pending -> done, or failed (retried from next_scoring_at on).
+    scoring_state: Mapped[str] = mapped_column(String(16), index=True, default="pending")
+    scoring_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    scoring_error: Mapped[str | None] = mapped_column(Text)
+    next_scoring_at: Mapped[datetime | None]
+    scored_at: Mapped[datetime | None]
+    first_read_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+    photos: Mapped[list[Photo]] = relationship(
+        back_populates="case", order_by="Photo.position", cascade="all, delete-orphan"
+    )
+    scores: Mapped[list[Score]] = relationship(
+        back_populates="case", order_by="Score.id", cascade="all, delete-orphan"
+    )
+    messages: Mapped[list[Message]] = relationship(
+        back_populates="case", order_by="Message.id", cascade="all, delete-orphan"
+    )
+    report: Mapped[Report | None] = relationship(
+        back_populates="case", cascade="all, delete-orphan", uselist=False
+    )
+    events: Mapped[list[Event]] = relationship(
+        back_populates="case", order_by="Event.id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def current_scores(self) -> list[Score]:
+        """The scores of the latest scoring run (older runs are kept, marked superseded)."""
+        return [s for s in self.scores if not s.superseded]
+
+    @property
+    def case_score(self) -> Score | None:
+        """The case's score: its riskiest photo (highest p_malignant; first photo on ties).
+
+        Taking the maximum, not the mean, means one suspicious photo among reassuring ones is
+        enough to raise the case.
+        """
+        scores = self.current_scores
+        if not scores:
+            return None
+        return max(scores, key=lambda s: (s.p_malignant, -s.photo_position))
+
+    @property
+    def quality_ok(self) -> bool:
+        """False when any photo failed the quality checks (unknown counts as fine)."""
+        return all(p.quality_acceptable is not False for p in self.photos)
+
+
+class Photo(Base):
+    """One stored photo of a case; the bytes live in the photo store under ``sha256``."""
+
+    __tablename__ = "photos"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    mime: Mapped[str] = mapped_column(String(32))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    thumbnail_sha256: Mapped[str] = mapped_column(String(64))
+    quality: Mapped[dict[str, Any] | None]
+    quality_acceptable: Mapped[bool | None] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+
+    case: Mapped[Case] = relationship(back_populates="photos")
+
+
+class Score(Base):
+    """The model's opinion of one photo, with the model version that gave it."""
+
+    __tablename__ = "scores"
+    __table_args__ = (Index("ix_scores_case_current", "case_id", "superseded"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
+    photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"))
+    photo_position: Mapped[int] = mapped_column(Integer)
+    model_version: Mapped[str] = mapped_column(String(128), index=True)
+    p_malignant: Mapped[float] = mapped_column(Float)
+    uncertainty: Mapped[float] = mapped_column(Float)
+    predicted_class: Mapped[str] = mapped_column(String(16))
+    probabilities: Mapped[dict[str, Any]]
+    saliency_sha256: Mapped[str | None] = mapped_column(String(64))
+    superseded: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime]
+
+    case: Mapped[Case] = relationship(back_populates="scores")
+
+
+class Message(Base):
+    """A message on a case: a plain note, an expert's question, or the requester's answer."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    author_id: Mapped[str] = mapped_column(String(64))
+    author_name: Mapped[str] = mapped_column(String(120))
+    author_role: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+    case: Mapped[Case] = relationship(back_populates="messages")
+
+
+class Report(Base):
+    """The expert's answer to the request; frozen once a senior validates it."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), unique=True)
+    conduct: Mapped[str] = mapped_column(String(16))
+    interval: Mapped[int | None] = mapped_column(Integer)
+    diagnosis: Mapped[str] = mapped_column(String(300), default="")
+    text: Mapped[str] = mapped_column(Text)
+    author_id: Mapped[str] = mapped_column(String(64))
+    author_name: Mapped[str] = mapped_column(String(120))
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    written_at: Mapped[datetime]
+    validated_by_id: Mapped[str | None] = mapped_column(String(64))
+    validated_by_name: Mapped[str | None] = mapped_column(String(120))
+    validated_at: Mapped[datetime | None]
+
+    case: Mapped[Case] = relationship(back_populates="report")
+
+
+class Event(Base):
+    """Who did what to a case, and when: every transition, message and report change."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor_id: Mapped[str] = mapped_column(String(64))
+    actor_role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(32))
+    to_status: Mapped[str | None] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any] | None]
+
+    case: Mapped[Case] = relationship(back_populates="events")

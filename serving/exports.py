@@ -1,0 +1,55 @@
+"""A case's report for other systems: the HL7 FHIR R4 DiagnosticReport, PDF embedded.
+
+The FHIR resource itself is built by the pure :func:`pipeline.report.fhir_diagnostic_report`; this
+module only reads the case's rows and the directory entries of the people who signed it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pipeline.report import Practitioner, ReportContent, fhir_diagnostic_report
+from serving.db.models import Case
+from serving.pdf import report_pdf
+from serving.storage import BlobStore
+from serving.users import find_user
+
+
+def _practitioner(user_id: str, name: str) -> Practitioner:
+    user = find_user(user_id)
+    return Practitioner(id=user_id, name=name, rpps=user.rpps if user else None)
+
+
+def fhir_report(
+    case: Case, lang: Literal["fr", "en"] = "fr", *, store: BlobStore | None = None
+) -> dict[str, Any]:
+    """The case's report as a FHIR R4 ``DiagnosticReport`` dict (the case must have a report)."""
+    report = case.report
+    if report is None:
+        raise ValueError("the case has no report")
+    content = ReportContent(
+        conduct=report.conduct,
+        interval=report.interval,
+        diagnosis=report.diagnosis,
+        text=report.text,
+    )
+    validator = (
+        _practitioner(report.validated_by_id, report.validated_by_name or "")
+        if report.validated_by_id
+        else None
+    )
+    score = case.case_score
+    return fhir_diagnostic_report(
+        case_id=case.id,
+        patient_pseudonym=case.patient_pseudonym,
+        submitted_at=case.submitted_at,
+        issued_at=report.validated_at or report.written_at,
+        content=content,
+        author=_practitioner(report.author_id, report.author_name),
+        validator=validator,
+        model_version=score.model_version if score else None,
+        p_malignant=score.p_malignant if score else None,
+        photo_count=len(case.photos),
+        pdf=report_pdf(case, lang, store=store),
+        lang=lang,
+    )

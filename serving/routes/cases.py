@@ -1,0 +1,569 @@
+"""JSON API for cases: ``/api/v1/cases`` (submit, worklist, detail, workflow, report exports).
+
+Thin on purpose: each route parses its input, calls one function of :mod:`serving.case_service`
+and shapes the answer. Errors map the same way everywhere: 401 nobody signed in, 403 the role may
+not do this, 404 no such case (or not yours), 409 the case is not in a state for this
+(``{"code", "message"}``), 422 invalid input with field-level ``errors``.
+
+This router also contributes the case runtime's lifespan (migrations, photo store, scoring
+worker) to the application.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from pipeline.priority import Priority, Tier
+from pipeline.questionnaire import QuestionnaireError, parse_questionnaire
+from pipeline.report import ReportError, parse_report
+from pipeline.workflow import ANSWER_VISIBLE, Role, Status, available_actions
+from serving import case_service as svc
+from serving.db.models import Case
+from serving.deps import CurrentUser, Lang, Now, Runtime, SessionDep, SettingsDep, StoreDep
+from serving.runtime import case_runtime
+from serving.storage import BlobNotFoundError
+from serving.users import User
+
+router = APIRouter(tags=["cases"], lifespan=case_runtime)
+
+T = TypeVar("T")
+
+
+@contextmanager
+def http_errors() -> Iterator[None]:
+    """Translate the case service's refusals into HTTP answers."""
+    try:
+        yield
+    except svc.CaseNotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such case") from exc
+    except svc.ForbiddenError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    except svc.ConflictError as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, {"code": exc.code, "message": exc.message}
+        ) from exc
+    except (svc.InvalidRequestError, QuestionnaireError, ReportError) as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, {"errors": exc.errors}) from exc
+
+
+def guarded(call: Callable[[], T]) -> T:
+    with http_errors():
+        return call()
+
+
+# --- shapes ----------------------------------------------------------------------------------
+
+
+class TextIn(BaseModel):
+    body: str = Field(max_length=svc.MESSAGE_MAX_CHARS + 1000)
+
+
+class ReportIn(BaseModel):
+    conduct: str
+    interval: int | None = None
+    diagnosis: str = ""
+    text: str
+
+
+def priority_out(priority: Priority, lang: str) -> dict[str, Any]:
+    return {
+        "tier": priority.tier.value,
+        "score": round(priority.score, 3),
+        "flagged": priority.flagged,
+        "reasons": [r.code for r in priority.reasons],
+        "reason_text": priority.reason_text(lang),  # type: ignore[arg-type]
+        "waiting_hours": round(priority.waiting_hours, 2),
+        "hours_to_deadline": round(priority.hours_to_deadline, 2),
+    }
+
+
+def score_out(case: Case) -> dict[str, Any] | None:
+    best = case.case_score
+    if best is None:
+        return None
+    return {
+        "p_malignant": best.p_malignant,
+        "uncertainty": best.uncertainty,
+        "predicted_class": best.predicted_class,
+        "model_version": best.model_version,
+        "photo_id": best.photo_id,
+        "scored_at": case.scored_at.isoformat() if case.scored_at else None,
+    }
+
+
+def case_summary(case: Case, priority: Priority | None, lang: str) -> dict[str, Any]:
+    return {
+        "id": case.id,
+        "status": case.status,
+        "submitted_at": case.submitted_at.isoformat(),
+        "patient_pseudonym": case.patient_pseudonym,
+        "requester": {"id": case.requester_id, "name": case.requester_name},
+        "scoring_state": case.scoring_state,
+        "score": score_out(case),
+        "priority": priority_out(priority, lang) if priority else None,
+        "photos": [
+            {
+                "id": p.id,
+                "kind": p.kind,
+                "thumbnail_url": f"/api/v1/cases/{case.id}/photos/{p.id}/thumbnail",
+            }
+            for p in case.photos
+        ],
+    }
+
+
+def report_out(case: Case, user: User) -> dict[str, Any] | None:
+    report = case.report
+    if report is None:
+        return None
+    if user.role is Role.requester and Status(case.status) not in ANSWER_VISIBLE:
+        return None
+    return {
+        "conduct": report.conduct,
+        "interval": report.interval,
+        "diagnosis": report.diagnosis,
+        "text": report.text,
+        "author": report.author_name,
+        "revision": report.revision,
+        "written_at": report.written_at.isoformat(),
+        "validated_by": report.validated_by_name,
+        "validated_at": report.validated_at.isoformat() if report.validated_at else None,
+    }
+
+
+def case_detail(case: Case, user: User, priority: Priority | None, lang: str) -> dict[str, Any]:
+    out = case_summary(case, priority, lang)
+    by_photo = {s.photo_id: s for s in case.current_scores}
+    out.update(
+        questionnaire=case.questionnaire,
+        first_read_at=case.first_read_at.isoformat() if case.first_read_at else None,
+        actions=[a.value for a in available_actions(Status(case.status), user.role)],
+        photos=[
+            {
+                "id": p.id,
+                "position": p.position,
+                "kind": p.kind,
+                "width": p.width,
+                "height": p.height,
+                "url": f"/api/v1/cases/{case.id}/photos/{p.id}",
+                "thumbnail_url": f"/api/v1/cases/{case.id}/photos/{p.id}/thumbnail",
+                "quality": p.quality,
+                "score": (
+                    {
+                        "p_malignant": by_photo[p.id].p_malignant,
+                        "uncertainty": by_photo[p.id].uncertainty,
+                        "probabilities": by_photo[p.id].probabilities,
+                        "model_version": by_photo[p.id].model_version,
+                        "saliency_url": f"/api/v1/cases/{case.id}/photos/{p.id}/saliency",
+                    }
+                    if p.id in by_photo and user.is_expert
+                    else None
+                ),
+            }
+            for p in case.photos
+        ],
+        messages=[
+            {
+                "id": m.id,
+                "kind": m.kind,
+                "author": m.author_name,
+                "author_role": m.author_role,
+                "body": m.body,
+                "created_at": m.created_at.isoformat(),
+            }
+            for m in case.messages
+        ],
+        report=report_out(case, user),
+    )
+    if not user.is_expert:  # the requester sees the answer, not the triage machinery
+        out["score"] = None
+        out["priority"] = None
+    return out
+
+
+# --- routes ----------------------------------------------------------------------------------
+
+
+def _read_upload(upload: UploadFile, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes, so an oversized file is refused without reading it all."""
+    return upload.file.read(limit + 1)
+
+
+@router.post("/api/v1/cases", status_code=status.HTTP_201_CREATED)
+def submit_case(
+    user: CurrentUser,
+    session: SessionDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    runtime: Runtime,
+    now: Now,
+    lang: Lang,
+    questionnaire: Annotated[str, Form(description="the questionnaire, as JSON")],
+    photos: Annotated[list[UploadFile], File(description="1 to 5 photos")],
+    photo_kinds: Annotated[list[str] | None, Form()] = None,
+) -> dict[str, Any]:
+    """Submit a request: questionnaire + 1-5 photos; created whole or not at all."""
+    with http_errors():
+        try:
+            data = json.loads(questionnaire)
+        except json.JSONDecodeError as exc:
+            raise svc.InvalidRequestError({"questionnaire": "invalid JSON"}) from exc
+        if not isinstance(data, dict):
+            raise svc.InvalidRequestError({"questionnaire": "a JSON object is expected"})
+        parsed = parse_questionnaire(data, lang)
+        kinds = list(photo_kinds or [])
+        uploads = [
+            svc.PhotoUpload(
+                _read_upload(f, settings.max_upload_bytes),
+                kinds[i] if i < len(kinds) and kinds[i] else "close_up",
+            )
+            for i, f in enumerate(photos)
+        ]
+        case = svc.create_case(
+            session,
+            store,
+            user,
+            parsed,
+            uploads,
+            now=now,
+            max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_image_pixels,
+            lang=lang,
+        )
+        session.commit()
+    runtime.worker.wake()
+    priority = svc.priority_of(case, now, settings.review_deadline_hours)
+    return case_detail(case, user, priority, lang)
+
+
+@router.get("/api/v1/cases")
+def list_cases(
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    lang: Lang,
+    status_: Annotated[list[Status] | None, Query(alias="status")] = None,
+    priority: Annotated[list[Tier] | None, Query()] = None,
+    requester: str | None = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int | None, Query(ge=1, le=200)] = None,
+) -> dict[str, Any]:
+    """Experts: the worklist in priority order. Requesters: their own requests, newest first."""
+    with http_errors():
+        if user.role is Role.requester:
+            cases = svc.my_requests(session, user)
+            return {
+                "items": [case_summary(c, None, lang) for c in cases],
+                "total": len(cases),
+                "page": 1,
+                "pages": 1,
+            }
+        filters = svc.WorklistFilters(
+            statuses=tuple(status_) if status_ else svc.WorklistFilters().statuses,
+            tiers=tuple(priority or ()),
+            requester_id=requester or None,
+        )
+        result = svc.worklist(
+            session,
+            user,
+            now,
+            deadline_hours=settings.review_deadline_hours,
+            filters=filters,
+            page=page,
+            page_size=page_size or settings.worklist_page_size,
+        )
+    return {
+        "items": [case_summary(r.case, r.priority, lang) for r in result.rows],
+        "total": result.total,
+        "page": result.page,
+        "pages": result.pages,
+        "tier_counts": {t.value: n for t, n in result.tier_counts.items()},
+    }
+
+
+@router.get("/api/v1/cases/{case_id}")
+def read_case(
+    case_id: int,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    lang: Lang,
+) -> dict[str, Any]:
+    with http_errors():
+        case = svc.get_case(session, case_id, user)
+    priority = svc.priority_of(case, now, settings.review_deadline_hours)
+    return case_detail(case, user, priority, lang)
+
+
+def _blob(data: bytes, mime: str) -> Response:
+    return Response(
+        data,
+        media_type=mime,
+        headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+def _photo(session: Any, case_id: int, photo_id: int, user: User) -> Any:
+    case = guarded(lambda: svc.get_case(session, case_id, user))
+    for photo in case.photos:
+        if photo.id == photo_id:
+            return case, photo
+    raise HTTPException(status.HTTP_404_NOT_FOUND, "no such photo")
+
+
+@router.get("/api/v1/cases/{case_id}/photos/{photo_id}")
+def read_photo(
+    case_id: int, photo_id: int, user: CurrentUser, session: SessionDep, store: StoreDep
+) -> Response:
+    _, photo = _photo(session, case_id, photo_id, user)
+    return _blob(store.get(photo.sha256), photo.mime)
+
+
+@router.get("/api/v1/cases/{case_id}/photos/{photo_id}/thumbnail")
+def read_thumbnail(
+    case_id: int, photo_id: int, user: CurrentUser, session: SessionDep, store: StoreDep
+) -> Response:
+    _, photo = _photo(session, case_id, photo_id, user)
+    return _blob(store.get(photo.thumbnail_sha256), "image/jpeg")
+
+
+@router.get("/api/v1/cases/{case_id}/photos/{photo_id}/saliency")
+def read_saliency(
+    case_id: int, photo_id: int, user: CurrentUser, session: SessionDep, store: StoreDep
+) -> Response:
+    """The Grad-CAM overlay of the photo's current score (experts only)."""
+    if not user.is_expert:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "experts only")
+    case, photo = _photo(session, case_id, photo_id, user)
+    score = next((s for s in case.current_scores if s.photo_id == photo.id), None)
+    if score is None or score.saliency_sha256 is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "not scored yet")
+    try:
+        return _blob(store.get(score.saliency_sha256), "image/jpeg")
+    except BlobNotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "overlay missing") from exc
+
+
+def _act(
+    session: Any,
+    case_id: int,
+    user: User,
+    settings: Any,
+    now: Any,
+    lang: str,
+    action: Callable[[Case], object],
+) -> dict[str, Any]:
+    with http_errors():
+        case = svc.get_case(session, case_id, user, for_update=True)
+        action(case)
+        session.flush()
+    session.refresh(case)
+    priority = svc.priority_of(case, now, settings.review_deadline_hours)
+    return case_detail(case, user, priority, lang)
+
+
+@router.post("/api/v1/cases/{case_id}/review")
+def start_review(
+    case_id: int,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    lang: Lang,
+) -> dict[str, Any]:
+    """An expert opens the review (first reading)."""
+    return _act(
+        session, case_id, user, settings, now, lang,
+        lambda c: svc.start_review(session, c, user, now),
+    )  # fmt: skip
+
+
+@router.post("/api/v1/cases/{case_id}/messages", status_code=status.HTTP_201_CREATED)
+def post_message(
+    case_id: int,
+    payload: TextIn,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    lang: Lang,
+) -> dict[str, Any]:
+    return _act(
+        session, case_id, user, settings, now, lang,
+        lambda c: svc.add_message(session, c, user, payload.body, now, lang),
+    )  # fmt: skip
+
+
+@router.post("/api/v1/cases/{case_id}/info-requests", status_code=status.HTTP_201_CREATED)
+def post_info_request(
+    case_id: int,
+    payload: TextIn,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    lang: Lang,
+) -> dict[str, Any]:
+    """The expert asks the requester a question; the case waits for the answer."""
+    return _act(
+        session, case_id, user, settings, now, lang,
+        lambda c: svc.request_info(session, c, user, payload.body, now, lang),
+    )  # fmt: skip
+
+
+@router.post("/api/v1/cases/{case_id}/answers", status_code=status.HTTP_201_CREATED)
+def post_answer(
+    case_id: int,
+    payload: TextIn,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    lang: Lang,
+) -> dict[str, Any]:
+    """The requester answers the expert's question."""
+    return _act(
+        session, case_id, user, settings, now, lang,
+        lambda c: svc.answer(session, c, user, payload.body, now, lang),
+    )  # fmt: skip
+
+
+@router.put("/api/v1/cases/{case_id}/report")
+def put_report(
+    case_id: int,
+    payload: ReportIn,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    lang: Lang,
+) -> dict[str, Any]:
+    """Write or revise the report (conduct + delay + text) before a senior validates it."""
+
+    def write(case: Case) -> None:
+        content = parse_report(payload.model_dump(), lang)
+        svc.write_report(session, case, user, content, now)
+
+    return _act(session, case_id, user, settings, now, lang, write)
+
+
+@router.post("/api/v1/cases/{case_id}/report/validation")
+def validate_report(
+    case_id: int,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    lang: Lang,
+) -> dict[str, Any]:
+    """A senior, not the author, validates the report; the requester can then read it."""
+    return _act(
+        session, case_id, user, settings, now, lang,
+        lambda c: svc.validate(session, c, user, now),
+    )  # fmt: skip
+
+
+@router.post("/api/v1/cases/{case_id}/report/revision")
+def return_report(
+    case_id: int,
+    payload: TextIn,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    lang: Lang,
+) -> dict[str, Any]:
+    """A senior sends the report back to the reader with a reason."""
+    return _act(
+        session, case_id, user, settings, now, lang,
+        lambda c: svc.return_for_revision(session, c, user, payload.body, now, lang),
+    )  # fmt: skip
+
+
+@router.post("/api/v1/cases/{case_id}/close")
+def close_case(
+    case_id: int,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    lang: Lang,
+) -> dict[str, Any]:
+    return _act(
+        session, case_id, user, settings, now, lang,
+        lambda c: svc.close(session, c, user, now),
+    )  # fmt: skip
+
+
+@router.get("/api/v1/cases/{case_id}/events")
+def read_events(case_id: int, user: CurrentUser, session: SessionDep) -> list[dict[str, Any]]:
+    """Who did what, and when, on this case (experts only)."""
+    if not user.is_expert:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "experts only")
+    case = guarded(lambda: svc.get_case(session, case_id, user))
+    return [
+        {
+            "at": e.at.isoformat(),
+            "actor": e.actor_id,
+            "role": e.actor_role,
+            "action": e.action,
+            "from": e.from_status,
+            "to": e.to_status,
+            "detail": e.detail,
+        }
+        for e in case.events
+    ]
+
+
+def _visible_report(session: Any, case_id: int, user: User) -> Case:
+    case = guarded(lambda: svc.get_case(session, case_id, user))
+    if case.report is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no report yet")
+    if user.role is Role.requester and Status(case.status) not in ANSWER_VISIBLE:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no validated report yet")
+    return case
+
+
+@router.get("/api/v1/cases/{case_id}/report.pdf")
+def report_pdf(
+    case_id: int, user: CurrentUser, session: SessionDep, store: StoreDep, lang: Lang
+) -> Response:
+    """The report as a PDF (the requester gets it once a senior has validated it)."""
+    from serving.pdf import report_pdf as render
+
+    case = _visible_report(session, case_id, user)
+    return Response(
+        render(case, lang, store=store),
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="dermtriage-case-{case.id}.pdf"'},
+    )
+
+
+@router.get("/api/v1/cases/{case_id}/report.fhir.json")
+def report_fhir(
+    case_id: int, user: CurrentUser, session: SessionDep, store: StoreDep, lang: Lang
+) -> JSONResponse:
+    """The report as an HL7 FHIR R4 DiagnosticReport, with the PDF embedded."""
+    from serving.exports import fhir_report
+
+    case = _visible_report(session, case_id, user)
+    return JSONResponse(fhir_report(case, lang, store=store), media_type="application/fhir+json")
+
+
+@router.get("/api/v1/stats")
+def read_stats(user: CurrentUser, session: SessionDep, settings: SettingsDep, now: Now) -> Any:
+    """Activity statistics (experts): requests per week, time to first reading, conduct shares."""
+    from serving.stats import activity_stats
+
+    if not user.is_expert:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "experts only")
+    return activity_stats(session, now, deadline_hours=settings.review_deadline_hours).to_dict()

@@ -1,0 +1,78 @@
+"""The case service's moving parts, built once per application: database, photo store, worker.
+
+``case_runtime`` is the lifespan the cases router contributes to the app: at start-up it runs the
+Alembic migrations (``upgrade head``), opens the photo store under ``data_dir/photos`` and starts
+the scoring worker; at shut-down it stops the worker and closes the database. Tests may put a
+``clock`` or a ``load_predictor`` on ``app.state`` before starting the app to control time and the
+model; nothing else reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+
+from serving.db.session import Database
+from serving.scoring_worker import PredictorLike, ScoringWorker, default_predictor_loader
+from serving.settings import Settings
+from serving.storage import PhotoStore
+
+logger = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class CaseRuntime:
+    settings: Settings
+    database: Database
+    store: PhotoStore
+    worker: ScoringWorker
+    clock: Callable[[], datetime]
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    load_predictor: Callable[[], PredictorLike] | None = None,
+) -> CaseRuntime:
+    """Open (and migrate) the database and the store; the worker is built but not started."""
+    clock = clock or utc_now
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.sqlalchemy_url)
+    database.upgrade()
+    store = PhotoStore(settings.data_dir / "photos")
+    worker = ScoringWorker(
+        database,
+        store,
+        load_predictor or default_predictor_loader(settings.model_uri, settings.tracking_uri),
+        clock=clock,
+        poll_seconds=settings.scoring_poll_seconds,
+    )
+    return CaseRuntime(settings, database, store, worker, clock)
+
+
+@asynccontextmanager
+async def case_runtime(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    runtime = build_runtime(
+        settings,
+        clock=getattr(app.state, "clock", None),
+        load_predictor=getattr(app.state, "load_predictor", None),
+    )
+    app.state.case_runtime = runtime
+    if settings.scoring_worker:
+        runtime.worker.start()
+    try:
+        yield
+    finally:
+        runtime.worker.stop()
+        runtime.database.dispose()

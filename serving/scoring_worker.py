@@ -1,0 +1,324 @@
+"""Background scoring: an upload never waits on the model.
+
+A new case is stored ``submitted`` with ``scoring_state = pending`` and shows in the worklist at
+once, flagged "not yet scored". This worker, a daemon thread started with the service, picks due
+cases oldest first, scores every photo with the calibrated classifier, stores one
+:class:`~serving.db.Score` per photo (with the model version) and a Grad-CAM overlay, and moves
+the case ``submitted -> scored`` (the case's score is its riskiest photo; see
+:attr:`serving.db.Case.case_score`).
+
+Failures never lose a case: a missing model, an unreadable photo or a crash in the model leaves the
+case in ``scoring_state = failed`` with the error, flagged for a human look by the priority policy,
+and it is retried after an exponential back-off (30 s, 1 min, 2 min, ... at most 1 h). The model is
+loaded lazily on first need, and loading is retried on the same schedule when it fails.
+
+The model is run outside any database transaction: the worker reads what it needs, scores, then
+writes the results in one short transaction that re-checks the case still wants a score.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import or_, select
+
+from pipeline.priority import ScoringState
+from pipeline.workflow import Action, Status, transition
+from serving.db.models import Case, Event, Score
+from serving.db.session import Database
+from serving.storage import PhotoStore
+from serving.users import SYSTEM
+
+logger = logging.getLogger(__name__)
+
+OVERLAY_SIDE = 448
+BASE_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 3600.0
+
+
+class PredictionLike(Protocol):
+    probabilities: dict[str, float]
+    p_malignant: float
+    uncertainty: float
+    predicted_class: str
+    model_version: str
+
+
+class PredictorLike(Protocol):
+    """What the worker needs from ``models.predictor.Predictor``."""
+
+    version: str
+
+    def predict(self, images: Sequence[Image.Image]) -> Sequence[PredictionLike]: ...
+
+    def saliency(self, image: Image.Image) -> np.ndarray: ...
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Delay before retry number ``attempts`` (1-based): 30 s doubling, capped at an hour."""
+    return min(MAX_BACKOFF_S, BASE_BACKOFF_S * 2 ** max(0, attempts - 1))
+
+
+def centre_square(image: Image.Image, side: int) -> Image.Image:
+    """The centred square crop resized to ``side``: the framing the model's saliency refers to."""
+    width, height = image.size
+    edge = min(width, height)
+    left, top = (width - edge) // 2, (height - edge) // 2
+    crop = image.crop((left, top, left + edge, top + edge))
+    return crop.resize((side, side), Image.Resampling.BILINEAR)
+
+
+def saliency_overlay(image: Image.Image, saliency: np.ndarray, side: int = OVERLAY_SIDE) -> bytes:
+    """A JPEG of the photo's centre square with the Grad-CAM map blended over it.
+
+    Colour follows the ``inferno`` colour map and opacity grows with saliency, so the lesion stays
+    visible where the network did not look.
+    """
+    from matplotlib import colormaps
+
+    base = np.asarray(centre_square(image.convert("RGB"), side), dtype=np.float32) / 255.0
+    heat = Image.fromarray(np.clip(saliency, 0.0, 1.0).astype(np.float32), mode="F")
+    heat_map = np.asarray(heat.resize((side, side), Image.Resampling.BILINEAR), dtype=np.float32)
+    colours = colormaps["inferno"](heat_map)[..., :3]
+    alpha = (0.65 * heat_map)[..., None]
+    blended = (1.0 - alpha) * base + alpha * colours
+    buffer = io.BytesIO()
+    Image.fromarray((blended * 255).round().astype(np.uint8)).save(buffer, "JPEG", quality=88)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class _Job:
+    case_id: int
+    photos: list[tuple[int, int, str]]  # (photo id, position, sha256)
+
+
+class ScoringWorker:
+    """Scores queued cases in a background thread; :meth:`run_once` does one pass synchronously."""
+
+    def __init__(
+        self,
+        database: Database,
+        store: PhotoStore,
+        load_predictor: Callable[[], PredictorLike],
+        *,
+        clock: Callable[[], datetime],
+        poll_seconds: float = 2.0,
+    ) -> None:
+        self.database = database
+        self.store = store
+        self._load_predictor = load_predictor
+        self._predictor: PredictorLike | None = None
+        self._predictor_retry_at: datetime | None = None
+        self._predictor_error: str | None = None
+        self.clock = clock
+        self.poll_seconds = poll_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="scoring-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wake(self) -> None:
+        """Tell the worker a case was queued, so it does not wait for its next poll."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                done = self.run_once()
+            except Exception:  # keep the thread alive whatever happens; the case stays queued
+                logger.exception("scoring pass failed")
+                done = 0
+            if done == 0:
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+
+    # -- work --------------------------------------------------------------------------------
+
+    def predictor(self) -> PredictorLike:
+        """The model, loaded on first need; a failed load is retried after a back-off."""
+        if self._predictor is not None:
+            return self._predictor
+        now = self.clock()
+        if self._predictor_retry_at is not None and now < self._predictor_retry_at:
+            raise RuntimeError(f"no model available: {self._predictor_error}")
+        try:
+            self._predictor = self._load_predictor()
+        except Exception as exc:
+            self._predictor_error = f"{type(exc).__name__}: {exc}"
+            self._predictor_retry_at = now + timedelta(seconds=BASE_BACKOFF_S)
+            logger.warning("could not load the model: %s", self._predictor_error)
+            raise RuntimeError(f"no model available: {self._predictor_error}") from exc
+        logger.info("scoring with model %s", self._predictor.version)
+        return self._predictor
+
+    def due_case_ids(self, limit: int = 50) -> list[int]:
+        """Cases waiting for a score whose retry time has come, oldest first."""
+        now = self.clock()
+        with self.database.session() as session:
+            query = (
+                select(Case.id)
+                .where(
+                    Case.scoring_state.in_([ScoringState.pending, ScoringState.failed]),
+                    or_(Case.next_scoring_at.is_(None), Case.next_scoring_at <= now),
+                )
+                .order_by(Case.submitted_at, Case.id)
+                .limit(limit)
+            )
+            return list(session.scalars(query))
+
+    def run_once(self) -> int:
+        """Score every due case once; returns how many were attempted."""
+        with self._lock:
+            ids = self.due_case_ids()
+            for case_id in ids:
+                self.score_case(case_id)
+            return len(ids)
+
+    def _job(self, case_id: int) -> _Job | None:
+        with self.database.session() as session:
+            case = session.get(Case, case_id)
+            if case is None or case.scoring_state == ScoringState.done:
+                return None
+            return _Job(case_id, [(p.id, p.position, p.sha256) for p in case.photos])
+
+    def score_case(self, case_id: int) -> bool:
+        """Score one case; ``True`` on success. Any failure is recorded on the case, not raised."""
+        job = self._job(case_id)
+        if job is None:
+            return False
+        try:
+            predictor = self.predictor()
+            images = []
+            for _, _, sha in job.photos:
+                with Image.open(io.BytesIO(self.store.get(sha))) as opened:
+                    images.append(opened.convert("RGB"))
+            if not images:
+                raise ValueError("the case has no photo")
+            predictions = list(predictor.predict(images))
+            if len(predictions) != len(images):
+                raise ValueError("the model returned a different number of predictions")
+            overlays = [
+                self.store.put(saliency_overlay(image, predictor.saliency(image)))
+                for image in images
+            ]
+        except Exception as exc:
+            self._record_failure(case_id, f"{type(exc).__name__}: {exc}")
+            return False
+        self._record_success(job, predictions, overlays)
+        return True
+
+    def _record_success(
+        self, job: _Job, predictions: Sequence[PredictionLike], overlays: Sequence[str]
+    ) -> None:
+        now = self.clock()
+        with self.database.session() as session:
+            case = session.get(Case, job.case_id)
+            if case is None or case.scoring_state == ScoringState.done:
+                return
+            for old in case.scores:
+                old.superseded = True
+            for (photo_id, position, _), prediction, overlay in zip(
+                job.photos, predictions, overlays, strict=True
+            ):
+                session.add(
+                    Score(
+                        case=case,
+                        photo_id=photo_id,
+                        photo_position=position,
+                        model_version=prediction.model_version,
+                        p_malignant=float(prediction.p_malignant),
+                        uncertainty=float(prediction.uncertainty),
+                        predicted_class=prediction.predicted_class,
+                        probabilities={k: float(v) for k, v in prediction.probabilities.items()},
+                        saliency_sha256=overlay,
+                        superseded=False,
+                        created_at=now,
+                    )
+                )
+            case.scoring_state = ScoringState.done.value
+            case.scoring_error = None
+            case.next_scoring_at = None
+            case.scored_at = now
+            case.updated_at = now
+            best = max(predictions, key=lambda p: p.p_malignant)
+            detail = {
+                "model_version": best.model_version,
+                "p_malignant": round(float(best.p_malignant), 4),
+                "uncertainty": round(float(best.uncertainty), 4),
+            }
+            before = Status(case.status)
+            after = before
+            if before is Status.submitted:
+                after = transition(before, Action.score, SYSTEM.role)
+                case.status = after.value
+            session.add(
+                Event(
+                    case=case,
+                    at=now,
+                    actor_id=SYSTEM.id,
+                    actor_role=SYSTEM.role.value,
+                    action=Action.score.value,
+                    from_status=before.value,
+                    to_status=after.value,
+                    detail=detail,
+                )
+            )
+        logger.info("case %s scored by %s", job.case_id, detail["model_version"])
+
+    def _record_failure(self, case_id: int, error: str) -> None:
+        now = self.clock()
+        with self.database.session() as session:
+            case = session.get(Case, case_id)
+            if case is None:
+                return
+            case.scoring_attempts += 1
+            case.scoring_state = ScoringState.failed.value
+            case.scoring_error = error[:2000]
+            case.next_scoring_at = now + timedelta(seconds=backoff_seconds(case.scoring_attempts))
+            session.add(
+                Event(
+                    case=case,
+                    at=now,
+                    actor_id=SYSTEM.id,
+                    actor_role=SYSTEM.role.value,
+                    action="score_failed",
+                    detail={"error": error[:500], "attempt": case.scoring_attempts},
+                )
+            )
+        logger.warning("case %s could not be scored (will retry): %s", case_id, error)
+
+
+def default_predictor_loader(model_uri: str, tracking_uri: str) -> Callable[[], PredictorLike]:
+    """Load the registered champion through MLflow, the way the rest of the service does."""
+
+    def load() -> PredictorLike:
+        from models.predictor import Predictor
+
+        return Predictor.load(model_uri, tracking_uri=tracking_uri)
+
+    return load

@@ -1,0 +1,114 @@
+"""Fixtures for the service tests: databases (SQLite and a throwaway PostgreSQL), a real predictor.
+
+PostgreSQL: ``DERMTRIAGE_TEST_POSTGRES_URL`` when set (a server whose user may create databases);
+otherwise a private cluster is made with Debian's ``initdb``/``pg_ctl`` in a temporary folder on
+a free loopback port (as the ``postgres`` user when the tests run as root), and stopped at the end.
+Each test gets a database of its own. Without a server the PostgreSQL variants skip (CI fails).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tests.conftest import require_tool
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """An admin URL of a PostgreSQL server the tests may create databases on."""
+    given = os.environ.get("DERMTRIAGE_TEST_POSTGRES_URL")
+    if given:
+        yield given
+        return
+    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    require_tool(bool(initdbs), "PostgreSQL server (Debian's postgresql package)")
+    bindir = Path(initdbs[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="dermtriage-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            account = None
+        require_tool(account is not None and shutil.which("runuser") is not None, "postgres user")
+        assert account is not None
+        os.chown(root, account.pw_uid, account.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    data, port = root / "data", _free_port()
+    subprocess.run(
+        [*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "dermtriage",
+         "-E", "UTF8", "--no-sync"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    options = f"-p {port} -h 127.0.0.1 -k {root} -c fsync=off -c full_page_writes=off"
+    subprocess.run(
+        [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-o", options,
+         "-l", str(root / "server.log"), "-w", "-t", "60", "start"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    try:
+        yield f"postgresql+psycopg://dermtriage@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            check=False, capture_output=True,
+        )  # fmt: skip
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    name = f"dermtriage_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(postgres_server).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each database test runs twice: on SQLite (the embedded default) and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cases.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def real_predictor():  # -> models.predictor.Predictor
+    """The real ``Predictor`` (EfficientNet-Lite0 features from the offline ImageNet weights, a
+    seeded random head, 64 px), so scoring, Grad-CAM and versions run the production code."""
+    import torch
+
+    from models.network import CalibratedClassifier, build_network
+    from models.predictor import Predictor
+
+    torch.manual_seed(0)
+    network = build_network(pretrained=True)
+    torch.nn.init.normal_(network.classifier.weight, std=0.5)
+    return Predictor(CalibratedClassifier(network).eval(), image_size=64, version="test-model/1")
