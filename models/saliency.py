@@ -51,8 +51,9 @@ def grad_cam(
     finally:
         handle.remove()
         model.train(was_training)
-    features = captured["features"]
-    weights = features.grad.mean(dim=(2, 3), keepdim=True)
+    features = captured["features"].detach()
+    grads = captured["features"].grad
+    weights = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * features).sum(dim=1, keepdim=True))
     cam = F.interpolate(cam, size=batch.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
     cam = cam - cam.min()
