@@ -112,3 +112,18 @@ def real_predictor():  # -> models.predictor.Predictor
     network = build_network(pretrained=True)
     torch.nn.init.normal_(network.classifier.weight, std=0.5)
     return Predictor(CalibratedClassifier(network).eval(), image_size=64, version="test-model/1")
+
+
+@pytest.fixture(scope="session")
+def clean_photos(derm_images: list[Path]) -> list[Path]:
+    """The derm-dev sample photos that pass the quality checks (for tests where a quality flag
+    would change the expected order)."""
+    from pipeline.quality import assess_bytes
+
+    clean = [
+        path
+        for path in derm_images
+        if assess_bytes(path.read_bytes(), max_bytes=10_000_000, max_pixels=50_000_000).acceptable
+    ]
+    assert len(clean) >= 4, "the quality checks reject too much of the derm-dev sample"
+    return clean

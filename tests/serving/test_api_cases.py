@@ -101,8 +101,8 @@ def submit(
 
 
 @pytest.fixture
-def photo(derm_images: list[Path]) -> bytes:
-    return derm_images[0].read_bytes()
+def photo(clean_photos: list[Path]) -> bytes:
+    return clean_photos[0].read_bytes()
 
 
 def created(client: TestClient, photos: list[bytes], **kw: Any) -> dict[str, Any]:
@@ -276,15 +276,15 @@ def test_scoring_records_the_model_version_and_a_saliency_overlay(
 
 
 def test_the_riskier_case_is_listed_above_the_other_once_scored(
-    client: TestClient, derm_images: list[Path], real_predictor: Any
+    client: TestClient, clean_photos: list[Path], real_predictor: Any
 ) -> None:
     images = []
-    for path in derm_images[:10]:
+    for path in clean_photos:
         with Image.open(path) as image:
             images.append(image.convert("RGB"))
     scores = [p.p_malignant for p in real_predictor.predict(images)]
-    low = derm_images[scores.index(min(scores))].read_bytes()
-    high = derm_images[scores.index(max(scores))].read_bytes()
+    low = clean_photos[scores.index(min(scores))].read_bytes()
+    high = clean_photos[scores.index(max(scores))].read_bytes()
     first = created(client, [low], patient_pseudonym="PAT-LOW")
     second = created(client, [high], patient_pseudonym="PAT-HIGH")
     worker(client).run_once()
