@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import mlflow
+from mlflow.entities import LoggedModel
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
@@ -129,21 +130,18 @@ def _logged_models_of_run(client: mlflow.MlflowClient, run_id: str, artifact_nam
     return models[0]
 
 
-def _resolve_model(client: mlflow.MlflowClient, ref: str) -> tuple[str, str | None, str | None]:
-    """(source URI, run id, logged model id) for a logged model URI, a runs:/ URI or a run id."""
+def _resolve_model(client: mlflow.MlflowClient, ref: str) -> LoggedModel:
+    """The logged model behind a ``models:/<model_id>`` URI, a ``runs:/`` URI or a run id."""
     if ref.startswith("models:/"):
         model_id = ref.removeprefix("models:/")
         if "/" in model_id or "@" in model_id:
             raise RegistryError(f"{ref} is a registered version already; register the logged model")
-        logged = client.get_logged_model(model_id)
-        return ref, logged.source_run_id, logged.model_id
+        return client.get_logged_model(model_id)
     if ref.startswith("runs:/"):
         run_id, _, artifact_name = ref.removeprefix("runs:/").partition("/")
-        logged = _logged_models_of_run(client, run_id, artifact_name or None)
-        return logged.model_uri, run_id, logged.model_id
+        return _logged_models_of_run(client, run_id, artifact_name or None)
     if _RUN_ID.match(ref):
-        logged = _logged_models_of_run(client, ref, None)
-        return logged.model_uri, ref, logged.model_id
+        return _logged_models_of_run(client, ref, None)
     raise RegistryError(f"{ref!r} is neither a models:/<model_id> URI, a runs:/ URI nor a run id")
 
 
@@ -158,21 +156,31 @@ def register_version(
 
     ``model_uri_or_run_id`` is what ``mlflow.<flavour>.log_model`` returned (``models:/<id>``), a
     ``runs:/<run_id>/<name>`` URI, or a run id that logged exactly one model. ``metrics`` become
-    ``metric.<key>`` tags (e.g. ``metric.malignant_auroc``); ``tags`` are added as given. When no
-    ``trained_by`` tag is given, the user who ran the training run is recorded.
+    ``metric.<key>`` tags (e.g. ``metric.malignant_auroc``); ``tags`` are added as given, plus
+    ``logged_model_uri``. When no ``trained_by`` tag is given, the user who ran the training run
+    is recorded.
     """
     _ensure_registered_model(client, name)
-    source, run_id, model_id = _resolve_model(client, model_uri_or_run_id)
+    logged = _resolve_model(client, model_uri_or_run_id)
+    run_id = logged.source_run_id
     version_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    version_tags["logged_model_uri"] = logged.model_uri
     version_tags.update({f"{METRIC_TAG_PREFIX}{k}": _format_metric(v) for k, v in metrics.items()})
     if "trained_by" not in version_tags and run_id is not None:
         user = client.get_run(run_id).data.tags.get("mlflow.user")
         if user:
             version_tags["trained_by"] = user
+    # The source is the logged model's artefact folder, not its ``models:/<id>`` URI: MLflow's
+    # SQL registry resolves such URIs through the process-wide tracking URI rather than this
+    # client's, which would fail (or find another store) whenever the two differ.
     version = client.create_model_version(
-        name, source=source, run_id=run_id, tags=version_tags, model_id=model_id
+        name,
+        source=logged.artifact_location,
+        run_id=run_id,
+        tags=version_tags,
+        model_id=logged.model_id,
     )
-    logger.info("registered %s version %s from %s", name, version.version, source)
+    logger.info("registered %s version %s from %s", name, version.version, logged.model_uri)
     return version
 
 
@@ -249,7 +257,7 @@ def show_version(client: mlflow.MlflowClient, name: str, version: str) -> dict[s
     Its figures, tags and aliases; the run that trained it (parameters, metrics, git commit,
     data set name and digest); and the history events that concern it.
     """
-    model_version = _get_version(client, name, version)
+    model_version = get_version(client, name, version)
     aliases = _aliases_by_version(client, name).get(str(version), [])
     summary = _summary(model_version, aliases)
     details: dict[str, Any] = {
@@ -304,7 +312,8 @@ def _run_details(client: mlflow.MlflowClient, run_id: str | None) -> dict[str, A
     }
 
 
-def _get_version(client: mlflow.MlflowClient, name: str, version: str) -> ModelVersion:
+def get_version(client: mlflow.MlflowClient, name: str, version: str) -> ModelVersion:
+    """One version of ``name``; :class:`RegistryError` when there is no such version."""
     try:
         return client.get_model_version(name, str(version))
     except MlflowException as exc:
@@ -540,7 +549,7 @@ def promote(
     """
     _require_who_and_why(user, reason)
     version = str(version)
-    _get_version(client, name, version)
+    get_version(client, name, version)
     previous = alias_version(client, name, CHAMPION)
     if previous == version:
         raise RegistryError(f"{name} version {version} is already the champion")
@@ -606,12 +615,12 @@ def rollback(client: mlflow.MlflowClient, name: str, *, user: str, reason: str) 
             )
         target = stack[-2]
     else:
-        tagged = _get_version(client, name, current).tags.get("previous_champion")
+        tagged = get_version(client, name, current).tags.get("previous_champion")
         if not tagged or tagged == "none":
             raise RegistryError(f"no record of the champion before {name} version {current}")
         logger.warning("champion alias of %s was moved outside the registry module", name)
         target = tagged
-    _get_version(client, name, target)
+    get_version(client, name, target)
     client.set_registered_model_alias(name, CHAMPION, target)
     record = _append_history(
         client,
@@ -636,7 +645,7 @@ def set_challenger(
     """Point ``challenger`` at ``version`` (to shadow the champion); recorded like a promotion."""
     _require_who_and_why(user, reason)
     version = str(version)
-    _get_version(client, name, version)
+    get_version(client, name, version)
     champion = alias_version(client, name, CHAMPION)
     if champion == version:
         raise RegistryError(f"{name} version {version} is the champion; it cannot challenge itself")

@@ -162,7 +162,9 @@ class TestRegisterAndList:
         assert str(version.version) == "1"
         stored = store.client.get_model_version(name, "1")
         assert stored.run_id == store.strong_run
-        assert stored.source == store.strong_uri
+        assert stored.tags["logged_model_uri"] == store.strong_uri
+        logged = store.client.get_logged_model(store.strong_uri.removeprefix("models:/"))
+        assert stored.source == logged.artifact_location
         assert stored.tags["trained_by"] == "alice"
         assert float(stored.tags["metric.malignant_auroc"]) == figures["strong"]["malignant_auroc"]
         assert float(stored.tags["metric.n"]) == len(Y_TEST)
@@ -175,7 +177,8 @@ class TestRegisterAndList:
     def test_a_run_id_or_runs_uri_finds_the_logged_model(self, store: Store, name: str) -> None:
         by_run = register_version(store.client, name, store.strong_run, {})
         by_runs_uri = register_version(store.client, name, f"runs:/{store.strong_run}/model", {})
-        assert by_run.source == by_runs_uri.source == store.strong_uri
+        assert by_run.tags["logged_model_uri"] == store.strong_uri
+        assert by_runs_uri.tags["logged_model_uri"] == store.strong_uri
         with pytest.raises(RegistryError, match="no model named 'other'"):
             register_version(store.client, name, f"runs:/{store.strong_run}/other", {})
         with pytest.raises(RegistryError, match="neither"):
