@@ -173,9 +173,15 @@ def run_promote(args: argparse.Namespace) -> int:
             raise RegistryError(f"{name} version {args.version} has no run, hence no test split")
 
         def evaluate(model_uri: str) -> dict[str, float]:
-            logger.info("evaluating %s on the test split of run %s", model_uri, run_id)
+            # ``models:/name/N`` -> the version's artefact folder, through this client: MLflow's
+            # loaders resolve registry URIs with the process-wide registry, not ours.
+            ref = model_uri.removeprefix(f"models:/{name}/")
+            artifacts = client.get_model_version_download_uri(name, ref)
+            logger.info(
+                "evaluating %s (%s) on the test split of run %s", model_uri, artifacts, run_id
+            )
             return evaluate_model_uri(
-                model_uri,
+                artifacts,
                 tracking_uri=settings.tracking_uri,
                 dataset_dir=settings.dataset_dir,
                 split_of_run=run_id,
