@@ -5,12 +5,15 @@ from __future__ import annotations
 import importlib
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from serving.settings import Settings, get_settings
+from serving.templating import STATIC_DIR
 
 ROUTER_MODULES = (
     "serving.routes.health",
     "serving.routes.quality",
+    "serving.routes.pages",
     "serving.routes.cases",
 )
 
@@ -22,4 +25,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     for name in ROUTER_MODULES:
         app.include_router(importlib.import_module(name).router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
