@@ -10,7 +10,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from models.network import (
     normalised_entropy,
 )
 from models.preprocess import square_resize, to_model_input
+
+if TYPE_CHECKING:
+    import mlflow
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +112,7 @@ class Predictor:
 
         version = resolve_model_version(model_uri, tracking_uri)
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=resolved_uri(model_uri, tracking_uri),
-            tracking_uri=tracking_uri,
-            registry_uri=tracking_uri,
+            artifact_uri=artifact_source(model_uri, tracking_uri), tracking_uri=tracking_uri
         )
         metadata = Model.load(Path(local) / "MLmodel").metadata or {}
         model = mlflow.pytorch.load_model(local, map_location=torch.device(device))
@@ -160,9 +161,7 @@ def resolve_model_version(model_uri: str, tracking_uri: str) -> str:
     """``name/version`` for a registry URI (alias resolved now), else the URI itself."""
     if not model_uri.startswith("models:/"):
         return model_uri
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = _client(tracking_uri)
     ref = model_uri.removeprefix("models:/")
     if "@" in ref:
         name, alias = ref.split("@", 1)
@@ -170,8 +169,23 @@ def resolve_model_version(model_uri: str, tracking_uri: str) -> str:
     return ref
 
 
-def resolved_uri(model_uri: str, tracking_uri: str) -> str:
-    """A URI that stays fixed: an alias is replaced by the version it points to now."""
-    if model_uri.startswith("models:/") and "@" in model_uri:
-        return f"models:/{resolve_model_version(model_uri, tracking_uri)}"
-    return model_uri
+def _client(tracking_uri: str) -> mlflow.MlflowClient:
+    import mlflow
+
+    # Pin the registry to the same store: MLflow otherwise lets a process-wide setting win.
+    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def artifact_source(model_uri: str, tracking_uri: str) -> str:
+    """Where a model's files are: a registered version (or alias) becomes its artefact folder.
+
+    Resolving through a pinned client keeps ``models:/name@champion`` working in a fresh process
+    whatever MLflow's process-wide registry setting says.
+    """
+    if not model_uri.startswith("models:/"):
+        return model_uri
+    ref = model_uri.removeprefix("models:/")
+    if "/" not in ref and "@" not in ref:
+        return model_uri  # a logged model id (models:/m-...)
+    name, number = resolve_model_version(model_uri, tracking_uri).split("/", 1)
+    return _client(tracking_uri).get_model_version(name, number).source

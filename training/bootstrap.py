@@ -48,8 +48,8 @@ def register_shipped_model(
     if existing is not None:
         return existing
     model, metadata = load_model_dir(model_dir)
-    tracking.configure(tracking_uri, experiment_name, artifact_root)
-    with mlflow.start_run(run_name="shipped-model") as run:
+    experiment_id = tracking.configure(tracking_uri, experiment_name, artifact_root)
+    with mlflow.start_run(run_name="shipped-model", experiment_id=experiment_id) as run:
         mlflow.log_params(metadata.get("config", {}))
         mlflow.set_tags(
             {

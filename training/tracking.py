@@ -109,6 +109,9 @@ def log_model(model: CalibratedClassifier, image_size: int, metadata: Mapping[st
         input_example=example,
         metadata=dict(metadata),
         pip_requirements=["torch", "torchvision", "timm"],
+        # A pickled nn.Module loads back as the same class, with eval() and buffers intact;
+        # the newer pt2 export cannot be put in eval mode or moved between devices.
+        serialization_format="pickle",
     )
     return info.model_uri
 

@@ -212,8 +212,8 @@ def train(
         history, run_id = state["history"], state["run_id"]
         logger.info("resuming run %s at epoch %d", run_id, start_epoch + 1)
 
-    tracking.configure(tracking_uri, config.experiment_name, artifact_root)
-    with mlflow.start_run(run_id=run_id) as run:
+    experiment_id = tracking.configure(tracking_uri, config.experiment_name, artifact_root)
+    with mlflow.start_run(run_id=run_id, experiment_id=experiment_id) as run:
         if start_epoch == 0:
             mlflow.log_params(config.model_dump())
             mlflow.set_tags(
