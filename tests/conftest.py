@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 
-from serving.settings import Settings
+from serving.settings import PROJECT_ROOT, Settings
+from training.config import load_config
+from training.export import export_model_dir
+from training.train import TrainResult, train
 
 REQUIRE_SYSTEM_TOOLS = os.environ.get("DERMTRIAGE_REQUIRE_SYSTEM_TOOLS") == "1"
 
@@ -57,3 +62,34 @@ def chromium_executable() -> str:
 def settings(tmp_path: Path) -> Iterator[Settings]:
     """Settings whose every piece of state lives in a fresh temporary folder."""
     yield Settings(data_dir=tmp_path / "data", mlflow_tracking_uri=None, database_url=None)
+
+
+@dataclass
+class TinyRun:
+    result: TrainResult
+    tracking_uri: str
+    model_dir: Path
+    dataset_dir: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path) -> TinyRun:
+    """One real tiny training run (84 images, one epoch, 64 px), registered as version 1.
+
+    Shared by every test that needs a real trained model in a real MLflow store; train once.
+    """
+    root = tmp_path_factory.mktemp("tiny-run")
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    config = load_config(PROJECT_ROOT / "configs" / "tiny.yaml")
+    result = train(
+        config,
+        dataset_dir=dataset_dir,
+        work_dir=root / "work",
+        tracking_uri=tracking_uri,
+        artifact_root=(root / "artifacts").as_uri(),
+        registered_model_name="dermtriage-classifier",
+        user="test-data-scientist",
+    )
+    mlflow.set_tracking_uri(tracking_uri)
+    model_dir = export_model_dir(result, config, root / "shipped", dataset_dir=dataset_dir)
+    return TinyRun(result, tracking_uri, model_dir, dataset_dir)

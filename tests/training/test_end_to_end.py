@@ -8,49 +8,20 @@ from __future__ import annotations
 
 import csv
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
 import pytest
 
 from serving.cli import main
-from serving.settings import PROJECT_ROOT, get_settings
+from serving.settings import get_settings
+from tests.conftest import TinyRun
 from training.bootstrap import current_champion, register_shipped_model
-from training.config import load_config
 from training.evaluate import evaluate_model_uri
-from training.export import export_model_dir, load_model_dir
+from training.export import load_model_dir
 from training.registry import GatePolicy, promote
-from training.train import TrainResult, train
 
 NAME = "dermtriage-classifier"
-
-
-@dataclass
-class TinyRun:
-    result: TrainResult
-    tracking_uri: str
-    model_dir: Path
-    dataset_dir: Path
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, dataset_dir: Path) -> TinyRun:
-    root = tmp_path_factory.mktemp("tiny-run")
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    config = load_config(PROJECT_ROOT / "configs" / "tiny.yaml")
-    result = train(
-        config,
-        dataset_dir=dataset_dir,
-        work_dir=root / "work",
-        tracking_uri=tracking_uri,
-        artifact_root=(root / "artifacts").as_uri(),
-        registered_model_name=NAME,
-        user="test-data-scientist",
-    )
-    mlflow.set_tracking_uri(tracking_uri)
-    model_dir = export_model_dir(result, config, root / "shipped", dataset_dir=dataset_dir)
-    return TinyRun(result, tracking_uri, model_dir, dataset_dir)
 
 
 def test_a_run_logs_what_an_auditor_needs(tiny_run: TinyRun) -> None:
