@@ -15,6 +15,7 @@ ROUTER_MODULES = (
     "serving.routes.quality",
     "serving.routes.pages",
     "serving.routes.cases",
+    "serving.routes.worklist_pages",
 )
 
 

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "serving.commands.train",
     "serving.commands.models",
     "serving.commands.score",
+    "serving.commands.demo",
 )
 
 

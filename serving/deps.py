@@ -36,12 +36,16 @@ Runtime = Annotated[CaseRuntime, Depends(get_runtime)]
 
 
 def get_session(runtime: Runtime) -> Iterator[Session]:
-    """One unit of work per request: committed if the route returns, rolled back if it raises."""
+    """One unit of work per request: committed if the route returns, rolled back if it raises.
+
+    Scoped to the route function, so the commit happens *before* the response is sent: a client
+    told "done" (or redirected to the next page) always finds the change in the database.
+    """
     with runtime.database.session() as session:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_store(runtime: Runtime) -> PhotoStore:

@@ -1,0 +1,640 @@
+"""The web pages of the case workflow: sign-in, experts' worklist and case page, GP requests,
+activity statistics.
+
+Server-rendered (Jinja2), French by default (``?lang=en`` switches and is remembered). Forms post
+to these routes, which call :mod:`serving.case_service` like the JSON API does, then redirect
+(post/redirect/get) so a reload never re-submits; a form with errors is rendered again with the
+values kept and each faulty field marked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, HTTPException, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy.orm import Session
+
+from models.network import MALIGNANT_CLASSES
+from pipeline.priority import TIER_LABELS, Tier
+from pipeline.quality_messages import MESSAGES as QUALITY_MESSAGES
+from pipeline.questionnaire import (
+    BodySite,
+    Duration,
+    Fitzpatrick,
+    QuestionnaireError,
+    Sex,
+    from_form,
+    label,
+    parse_questionnaire,
+)
+from pipeline.report import CONDUCT_LABELS, Conduct, ReportError, conduct_sentence, parse_report
+from pipeline.workflow import (
+    ACTION_LABELS,
+    ANSWER_VISIBLE,
+    OPEN_FOR_EXPERTS,
+    ROLE_LABELS,
+    Action,
+    Role,
+    Status,
+    available_actions,
+)
+from serving import case_service as svc
+from serving.case_texts import Lang, translator
+from serving.db.models import Case, Event
+from serving.deps import (
+    LANG_COOKIE,
+    USER_COOKIE,
+    Now,
+    OptionalUser,
+    PageUser,
+    Runtime,
+    SessionDep,
+    SettingsDep,
+)
+from serving.i18n import is_supported, negotiate
+from serving.settings import Settings
+from serving.users import DEMO_USERS, User, find_user
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+templates = Jinja2Templates(directory=PACKAGE_DIR / "templates")
+ASSETS = {"cases.css": "text/css", "cases.js": "text/javascript"}
+COOKIE_MAX_AGE = 365 * 24 * 3600
+
+NOTICES = {
+    "fr": {"sent": "Demande envoyée : elle apparaît déjà dans la file des dermatologues.",
+           "saved": "Enregistré.", "answered": "Réponse envoyée au dermatologue."},
+    "en": {"sent": "Request sent: it is already in the dermatologists' worklist.",
+           "saved": "Saved.", "answered": "Answer sent to the dermatologist."},
+}  # fmt: skip
+
+
+def page_lang(request: Request, settings: Settings) -> Lang:
+    return negotiate(
+        query=request.query_params.get("lang"),
+        cookie=request.cookies.get(LANG_COOKIE),
+        accept_language=request.headers.get("accept-language"),
+        default=settings.language,
+    )
+
+
+def home_for(user: User | None) -> str:
+    if user is None:
+        return "/login"
+    return "/worklist" if user.is_expert else "/gp/requests"
+
+
+def _initials(name: str) -> str:
+    parts = [p for p in name.replace("Dr ", "").replace("Pr ", "").split() if p]
+    return "".join(p[0] for p in parts[:2]).upper()
+
+
+def _when_formatter(lang: Lang) -> Callable[[datetime | None], str]:
+    pattern = "%d/%m/%Y %H:%M" if lang == "fr" else "%Y-%m-%d %H:%M"
+
+    def when(moment: datetime | None) -> str:
+        return "-" if moment is None else moment.strftime(pattern)
+
+    return when
+
+
+def render(
+    request: Request,
+    template: str,
+    lang: Lang,
+    user: User | None,
+    *,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """Render a case page with the helpers every one of them uses."""
+
+    def event_label(event: Event) -> str:
+        try:
+            text = ACTION_LABELS[lang][Action(event.action)]
+        except ValueError:
+            text = translator(lang)(f"ev_{event.action}")
+        actor = find_user(event.actor_id)
+        who = actor.name if actor else "DermTriage"
+        return f"{text} · {who}"
+
+    helpers = {
+        "lang": lang,
+        "user": user,
+        "t": translator(lang),
+        "when": _when_formatter(lang),
+        "home_url": home_for(user),
+        "initials": _initials,
+        "role_label": lambda role: ROLE_LABELS[lang][Role(role)],
+        "status_label": lambda s: _status_label(s, lang),
+        "tier_label": lambda tier: TIER_LABELS[lang][Tier(tier)],
+        "answer_label": lambda field, value: label(field, value, lang),
+        "conduct_label": lambda c: CONDUCT_LABELS[lang][Conduct(c)],
+        "conduct_text": lambda c, n: conduct_sentence(Conduct(c), n, lang),
+        "quality_message": lambda code: QUALITY_MESSAGES.get(code, {}).get(lang, code),
+        "event_label": event_label,
+        "malignant_classes": MALIGNANT_CLASSES,
+    }
+    response = templates.TemplateResponse(
+        request, template, {**helpers, **context}, status_code=status_code
+    )
+    chosen = request.query_params.get("lang")
+    if is_supported(chosen) and chosen != request.cookies.get(LANG_COOKIE):
+        response.set_cookie(
+            LANG_COOKIE, str(chosen), max_age=COOKIE_MAX_AGE, samesite="lax", httponly=True
+        )
+    return response
+
+
+def _status_label(value: str | Status, lang: Lang) -> str:
+    from pipeline.workflow import STATUS_LABELS
+
+    return STATUS_LABELS[lang][Status(value)]
+
+
+def redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
+
+
+def _expert_only(user: User) -> None:
+    if not user.is_expert:
+        raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": home_for(user)})
+
+
+def _requester_only(user: User) -> None:
+    if user.role is not Role.requester:
+        raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": home_for(user)})
+
+
+def _case_or_404(session: Session, case_id: int, user: User, *, lock: bool = False) -> Case:
+    try:
+        return svc.get_case(session, case_id, user, for_update=lock)
+    except svc.CaseNotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such case") from exc
+
+
+# --- assets, sign-in, language ---------------------------------------------------------------
+
+
+@router.get("/ui/{name}")
+def asset(name: str) -> FileResponse:
+    """The case pages' stylesheet and script (no CDN, cached by the browser for an hour)."""
+    if name not in ASSETS:
+        raise HTTPException(status.HTTP_404_NOT_FOUND)
+    return FileResponse(
+        PACKAGE_DIR / "static" / name,
+        media_type=ASSETS[name],
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(
+    request: Request, settings: SettingsDep, user: OptionalUser, next: str = ""
+) -> HTMLResponse:
+    lang = page_lang(request, settings)
+    groups = [
+        (role, [u for u in DEMO_USERS if u.role is role])
+        for role in (Role.requester, Role.first_reader, Role.senior)
+    ]
+    return render(request, "worklist_login.html", lang, user, groups=groups, next=next)
+
+
+@router.post("/login")
+def login(user_id: Annotated[str, Form()], next: Annotated[str, Form()] = "") -> RedirectResponse:
+    """Remember the demo user picked (the one thing real sign-in will replace)."""
+    chosen = find_user(user_id)
+    if chosen is None:
+        return redirect("/login")
+    target = next if next.startswith("/") and not next.startswith("//") else home_for(chosen)
+    response = redirect(target)
+    response.set_cookie(USER_COOKIE, chosen.id, samesite="lax", httponly=True)
+    return response
+
+
+# --- the experts' worklist and case page -----------------------------------------------------
+
+
+@router.get("/worklist", response_class=HTMLResponse)
+def worklist_page(
+    request: Request,
+    user: PageUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    priority: str = "",
+    requester: str = "",
+    page: int = 1,
+) -> HTMLResponse:
+    _expert_only(user)
+    lang = page_lang(request, settings)
+    chosen_status = request.query_params.get("status", "")
+    if chosen_status == "all":
+        statuses: tuple[Status, ...] = tuple(Status)
+    elif chosen_status in Status.__members__:
+        statuses = (Status(chosen_status),)
+    else:
+        chosen_status = ""
+        statuses = svc.WorklistFilters().statuses
+    tiers = (Tier(priority),) if priority in Tier.__members__ else ()
+    result = svc.worklist(
+        session,
+        user,
+        now,
+        deadline_hours=settings.review_deadline_hours,
+        filters=svc.WorklistFilters(statuses, tiers, requester or None),
+        page=max(1, page),
+        page_size=settings.worklist_page_size,
+    )
+    selected = {"status": chosen_status, "priority": priority, "requester": requester}
+
+    def page_url(number: int) -> str:
+        query = {k: v for k, v in selected.items() if v}
+        return "/worklist?" + urlencode({**query, "page": number})
+
+    return render(
+        request,
+        "worklist.html",
+        lang,
+        user,
+        active="worklist",
+        page=result,
+        selected=selected,
+        statuses=[s for s in Status if s in OPEN_FOR_EXPERTS or s in ANSWER_VISIBLE],
+        tiers=list(Tier),
+        requesters=svc.requesters(session),
+        deadline_hours=settings.review_deadline_hours,
+        page_url=page_url,
+    )
+
+
+def _case_page(
+    request: Request,
+    user: User,
+    session: Session,
+    settings: Settings,
+    now: datetime,
+    case: Case,
+    *,
+    errors: dict[str, str] | None = None,
+    report_values: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    lang = page_lang(request, settings)
+    if report_values is None:
+        report = case.report
+        report_values = (
+            {"conduct": report.conduct, "interval": report.interval,
+             "diagnosis": report.diagnosis, "text": report.text}
+            if report else {}
+        )  # fmt: skip
+    notice = NOTICES[lang].get(request.query_params.get("done", ""))
+    return render(
+        request,
+        "case.html",
+        lang,
+        user,
+        status_code=status_code,
+        active="worklist",
+        case=case,
+        priority=svc.priority_of(case, now, settings.review_deadline_hours),
+        photo_scores={s.photo_id: s for s in case.current_scores},
+        actions=[a.value for a in available_actions(Status(case.status), user.role)],
+        conducts=list(Conduct),
+        report_values=report_values,
+        errors=errors or {},
+        notice=notice,
+    )
+
+
+@router.get("/cases/{case_id}", response_class=HTMLResponse)
+def case_page(
+    case_id: int,
+    request: Request,
+    user: PageUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+) -> HTMLResponse:
+    if user.role is Role.requester:
+        return redirect(f"/gp/requests/{case_id}")  # type: ignore[return-value]
+    _expert_only(user)
+    case = _case_or_404(session, case_id, user)
+    return _case_page(request, user, session, settings, now, case)
+
+
+def _case_action(
+    session: Session, case_id: int, user: User, act: Callable[[Case], object], back: str
+) -> RedirectResponse:
+    """Apply one workflow step from a form; refusals come back as HTTP errors."""
+    case = _case_or_404(session, case_id, user, lock=True)
+    try:
+        act(case)
+    except svc.ForbiddenError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    except svc.ConflictError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, exc.message) from exc
+    except svc.InvalidRequestError:
+        return redirect(back)
+    return redirect(back + "?done=saved")
+
+
+@router.post("/cases/{case_id}/review")
+def review_form(case_id: int, user: PageUser, session: SessionDep, now: Now) -> Response:
+    return _case_action(
+        session, case_id, user, lambda c: svc.start_review(session, c, user, now),
+        f"/cases/{case_id}",
+    )  # fmt: skip
+
+
+@router.post("/cases/{case_id}/info-request")
+def info_request_form(
+    case_id: int, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
+) -> Response:
+    return _case_action(
+        session, case_id, user, lambda c: svc.request_info(session, c, user, body, now),
+        f"/cases/{case_id}",
+    )  # fmt: skip
+
+
+@router.post("/cases/{case_id}/message")
+def message_form(
+    case_id: int, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
+) -> Response:
+    back = f"/cases/{case_id}" if user.is_expert else f"/gp/requests/{case_id}"
+    return _case_action(
+        session, case_id, user, lambda c: svc.add_message(session, c, user, body, now), back
+    )
+
+
+@router.post("/cases/{case_id}/report", response_model=None)
+def report_form(
+    case_id: int,
+    request: Request,
+    user: PageUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    conduct: Annotated[str, Form()] = "",
+    interval: Annotated[str, Form()] = "",
+    diagnosis: Annotated[str, Form()] = "",
+    text: Annotated[str, Form()] = "",
+) -> Response:
+    lang = page_lang(request, settings)
+    values = {"conduct": conduct, "interval": interval, "diagnosis": diagnosis, "text": text}
+    try:
+        content = parse_report(values, lang)
+    except ReportError as exc:
+        case = _case_or_404(session, case_id, user)
+        return _case_page(
+            request, user, session, settings, now, case,
+            errors=exc.errors, report_values=values, status_code=422,
+        )  # fmt: skip
+    return _case_action(
+        session, case_id, user, lambda c: svc.write_report(session, c, user, content, now),
+        f"/cases/{case_id}",
+    )  # fmt: skip
+
+
+@router.post("/cases/{case_id}/validate")
+def validate_form(case_id: int, user: PageUser, session: SessionDep, now: Now) -> Response:
+    return _case_action(
+        session, case_id, user, lambda c: svc.validate(session, c, user, now),
+        f"/cases/{case_id}",
+    )  # fmt: skip
+
+
+@router.post("/cases/{case_id}/revision")
+def revision_form(
+    case_id: int, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
+) -> Response:
+    return _case_action(
+        session, case_id, user, lambda c: svc.return_for_revision(session, c, user, body, now),
+        f"/cases/{case_id}",
+    )  # fmt: skip
+
+
+# --- the GP's pages --------------------------------------------------------------------------
+
+
+@router.get("/gp/requests", response_class=HTMLResponse)
+def my_requests_page(
+    request: Request, user: PageUser, session: SessionDep, settings: SettingsDep
+) -> HTMLResponse:
+    _requester_only(user)
+    lang = page_lang(request, settings)
+    return render(
+        request,
+        "gp_requests.html",
+        lang,
+        user,
+        active="my_requests",
+        cases=svc.my_requests(session, user),
+        notice=NOTICES[lang].get(request.query_params.get("done", "")),
+    )
+
+
+def _new_request_page(
+    request: Request,
+    user: User,
+    lang: Lang,
+    *,
+    values: dict[str, Any],
+    errors: dict[str, str],
+    status_code: int = 200,
+) -> HTMLResponse:
+    t = translator(lang)
+    return render(
+        request,
+        "gp_new_request.html",
+        lang,
+        user,
+        status_code=status_code,
+        active="new_request",
+        values=values,
+        errors=errors,
+        sexes=list(Sex),
+        phototypes=list(Fitzpatrick),
+        body_sites=list(BodySite),
+        durations=list(Duration),
+        quality_texts={
+            "checking": t("checking_photo"),
+            "good": t("photo_good"),
+            "retake": t("photo_retake"),
+            "submitting": t("submitting"),
+        },
+    )
+
+
+@router.get("/gp/requests/new", response_class=HTMLResponse)
+def new_request_page(request: Request, user: PageUser, settings: SettingsDep) -> HTMLResponse:
+    _requester_only(user)
+    values = {
+        "requester_name": user.name,
+        "requester_rpps": user.rpps or "",
+        "requester_organisation": user.organisation,
+        "requester_email": user.email,
+        "requester_phone": user.phone or "",
+    }
+    return _new_request_page(request, user, page_lang(request, settings), values=values, errors={})
+
+
+PHOTO_FIELDS = (("photo_close_up", "close_up"), ("photo_dermoscopy", "dermoscopy"),
+                ("photo_wide", "wide"), ("photo_extra", "close_up"))  # fmt: skip
+
+
+@router.post("/gp/requests/new", response_model=None)
+async def submit_request_form(
+    request: Request, user: PageUser, runtime: Runtime, settings: SettingsDep
+) -> Response:
+    """The GP's form: questionnaire + photos, created whole or shown again with its errors."""
+    _requester_only(user)
+    lang = page_lang(request, settings)
+    form = await request.form(max_files=8, max_fields=60, max_part_size=settings.max_upload_bytes)
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    uploads: list[svc.PhotoUpload] = []
+    slots: list[str] = []  # the form field each upload came from, to place its error
+    for name, kind in PHOTO_FIELDS:
+        for item in form.getlist(name):
+            if isinstance(item, str) or not item.filename:
+                continue
+            data = await item.read(settings.max_upload_bytes + 1)
+            uploads.append(svc.PhotoUpload(data, kind))
+            slots.append(name)
+
+    def create() -> int:
+        questionnaire = parse_questionnaire(from_form(fields), lang)
+        with runtime.database.session() as session:
+            case = svc.create_case(
+                session, runtime.store, user, questionnaire, uploads, now=runtime.clock(),
+                max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels,
+                lang=lang,
+            )  # fmt: skip
+            return case.id
+
+    try:
+        await run_in_threadpool(create)
+    except (QuestionnaireError, svc.InvalidRequestError) as exc:
+        errors = dict(exc.errors)
+        for key in [k for k in errors if k.startswith("photos.")]:
+            errors[slots[int(key.split(".")[1])]] = errors.pop(key)
+        if not uploads:
+            errors["photo_close_up"] = errors.pop("photos", "") or translator(lang)("form_errors")
+        return _new_request_page(request, user, lang, values=fields, errors=errors, status_code=422)
+    runtime.worker.wake()
+    return redirect("/gp/requests?done=sent")
+
+
+def _steps(case: Case, lang: Lang) -> list[dict[str, str]]:
+    t = translator(lang)
+    order = [
+        ("step_sent", {Status.submitted, Status.scored}),
+        ("step_reading", {Status.in_review, Status.info_requested, Status.answered}),
+        ("step_report", {Status.report_written}),
+        ("step_answer", {Status.validated, Status.closed}),
+    ]
+    current = next(i for i, (_, states) in enumerate(order) if Status(case.status) in states)
+    return [
+        {"label": t(key), "state": "done" if i < current else ("current" if i == current else "")}
+        for i, (key, _) in enumerate(order)
+    ]
+
+
+@router.get("/gp/requests/{case_id}", response_class=HTMLResponse)
+def request_page(
+    case_id: int, request: Request, user: PageUser, session: SessionDep, settings: SettingsDep
+) -> HTMLResponse:
+    if user.is_expert:
+        return redirect(f"/cases/{case_id}")  # type: ignore[return-value]
+    _requester_only(user)
+    lang = page_lang(request, settings)
+    case = _case_or_404(session, case_id, user)
+    return render(
+        request,
+        "gp_request.html",
+        lang,
+        user,
+        active="my_requests",
+        case=case,
+        steps=_steps(case, lang),
+        answer_visible=Status(case.status) in ANSWER_VISIBLE and case.report is not None,
+        notice=NOTICES[lang].get(request.query_params.get("done", "")),
+    )
+
+
+@router.post("/gp/requests/{case_id}/answer")
+def answer_form(
+    case_id: int, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
+) -> Response:
+    case = _case_or_404(session, case_id, user, lock=True)
+    try:
+        svc.answer(session, case, user, body, now)
+    except svc.ForbiddenError as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    except svc.ConflictError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, exc.message) from exc
+    except svc.InvalidRequestError:
+        return redirect(f"/gp/requests/{case_id}")
+    return redirect(f"/gp/requests/{case_id}?done=answered")
+
+
+@router.post("/gp/requests/{case_id}/message")
+def gp_message_form(
+    case_id: int, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
+) -> Response:
+    return _case_action(
+        session, case_id, user, lambda c: svc.add_message(session, c, user, body, now),
+        f"/gp/requests/{case_id}",
+    )  # fmt: skip
+
+
+@router.post("/gp/requests/{case_id}/close")
+def close_form(case_id: int, user: PageUser, session: SessionDep, now: Now) -> Response:
+    return _case_action(
+        session, case_id, user, lambda c: svc.close(session, c, user, now),
+        f"/gp/requests/{case_id}",
+    )  # fmt: skip
+
+
+# --- activity statistics ---------------------------------------------------------------------
+
+
+@router.get("/stats", response_class=HTMLResponse)
+def stats_page(
+    request: Request, user: PageUser, session: SessionDep, settings: SettingsDep, now: Now
+) -> HTMLResponse:
+    from serving.stats import activity_chart_svg, activity_stats
+
+    _expert_only(user)
+    lang = page_lang(request, settings)
+    stats = activity_stats(session, now, deadline_hours=settings.review_deadline_hours)
+
+    def hours(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f} h".replace(".", "," if lang == "fr" else ".")
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.0f} %"
+
+    return render(
+        request,
+        "stats.html",
+        lang,
+        user,
+        active="stats",
+        stats=stats,
+        chart=activity_chart_svg(stats, lang),
+        tiers=list(Tier),
+        hours=hours,
+        percent=percent,
+    )

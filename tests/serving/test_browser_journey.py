@@ -1,0 +1,234 @@
+"""The whole journey in a real browser (Debian's Chromium through Playwright), on a live server.
+
+A GP submits a case with photos; it appears in the worklist above a lower-risk case once the
+background worker has scored it with the real ``Predictor``; the reading dermatologist asks a
+question, the GP answers, the dermatologist writes the report, a senior validates it, and the GP
+sees the answer and downloads its PDF. Screenshots of each step go to ``$DERMTRIAGE_SCREENSHOTS``
+when that variable names a folder.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from PIL import Image
+
+from serving.app import create_app
+from serving.settings import Settings
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+SHOTS = (
+    Path(os.environ["DERMTRIAGE_SCREENSHOTS"]) if os.environ.get("DERMTRIAGE_SCREENSHOTS") else None
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(settings: Settings, real_predictor: Any) -> Iterator[str]:
+    """The real application on a loopback port, with its scoring worker running."""
+    app = create_app(
+        settings.model_copy(update={"scoring_worker": True, "scoring_poll_seconds": 0.2})
+    )
+    app.state.load_predictor = lambda: real_predictor
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(30)
+
+
+def _ranked(photos: list[Path], predictor: Any) -> list[Path]:
+    """The photos from least to most suspicious according to the predictor."""
+    images = []
+    for path in photos:
+        with Image.open(path) as image:
+            images.append(image.convert("RGB"))
+    scores = [p.p_malignant for p in predictor.predict(images)]
+    return [path for _, path in sorted(zip(scores, photos, strict=True))]
+
+
+def _submit_by_api(base: str, photo: Path) -> int:
+    """A lower-risk case sent earlier by another GP, through the JSON API."""
+    questionnaire = {
+        "patient_pseudonym": "PAT-EARLIER",
+        "age": 34,
+        "sex": "male",
+        "fitzpatrick": "III",
+        "body_site": "trunk",
+        "duration": "over_5_years",
+        "clinical_question": "Naevus ancien, contrôle demandé par le patient.",
+        "requester": {
+            "name": "Dr Paul Leroy",
+            "rpps": "10109876543",
+            "organisation": "Maison de santé",
+            "email": "paul.leroy@example.fr",
+        },
+    }
+    import json
+
+    response = httpx.post(
+        f"{base}/api/v1/cases",
+        data={"questionnaire": json.dumps(questionnaire)},
+        files=[("photos", ("naevus.jpg", photo.read_bytes(), "image/jpeg"))],
+        cookies={"dermtriage_user": "dr-leroy"},
+        timeout=60,
+    )
+    assert response.status_code == 201, response.text
+    return int(response.json()["id"])
+
+
+def shot(page: Any, name: str) -> None:
+    if SHOTS is not None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Any, base: str, user_id: str) -> None:
+    page.goto(f"{base}/login")
+    page.click(f"button[data-user='{user_id}']")
+
+
+def test_the_whole_journey(
+    live_server: str, chromium_executable: str, clean_photos: list[Path], real_predictor: Any
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    base = live_server
+    ranked = _ranked(clean_photos, real_predictor)
+    low_risk, high_risk = ranked[0], ranked[-1]
+    earlier = _submit_by_api(base, low_risk)
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_executable, args=["--no-sandbox"]
+        )
+        contexts = {
+            name: browser.new_context(locale="fr-FR", viewport={"width": 1360, "height": 900})
+            for name in ("gp", "reader", "senior")
+        }
+        gp, reader, senior = (contexts[n].new_page() for n in ("gp", "reader", "senior"))
+        for page in (gp, reader, senior):
+            page.set_default_timeout(30_000)
+
+        # 1. The GP fills in the request, gets the instant quality verdict, and sends it.
+        sign_in(gp, base, "dr-martin")
+        expect(gp.locator("h1")).to_have_text("Mes demandes d'avis")
+        gp.click("text=Nouvelle demande")
+        gp.fill("#f-patient_pseudonym", "PAT-JOURNEY")
+        gp.fill("#f-age", "67")
+        gp.select_option("#f-sex", "female")
+        gp.select_option("#f-fitzpatrick", "II")
+        gp.select_option("#f-body_site", "back")
+        gp.select_option("#f-duration", "1_6_months")
+        gp.check("#f-changed_size")
+        gp.check("#f-bleeding")
+        gp.fill(
+            "#f-clinical_question", "Lésion pigmentée du dos qui grandit et saigne : mélanome ?"
+        )
+        gp.set_input_files("#photo-close_up", str(high_risk))
+        gp.set_input_files("#photo-dermoscopy", str(high_risk))
+        verdicts = gp.locator("[data-quality-verdict]")
+        expect(verdicts).to_have_count(2)
+        expect(verdicts.first).to_have_attribute("data-acceptable", "true")
+        expect(verdicts.first).to_contain_text("Photo exploitable")
+        shot(gp, "1-gp-new-request")
+        gp.click("#submit-request")
+        expect(gp.locator(".alert.ok")).to_contain_text("Demande envoyée")
+        row = gp.locator("tr", has_text="PAT-JOURNEY")
+        expect(row).to_be_visible()
+        case_id = int(row.get_attribute("data-case-id") or 0)
+        assert case_id and case_id != earlier
+
+        # 2. The reader's worklist: once scored, the GP's case sits above the lower-risk one.
+        sign_in(reader, base, "dr-bernard")
+        expect(reader.locator("h1")).to_have_text("File de lecture")
+        rows = reader.locator("table.worklist tbody tr")
+        deadline = time.monotonic() + 120
+        while True:
+            reader.reload()
+            ids = [int(r.get_attribute("data-case-id") or 0) for r in rows.all()]
+            scored = reader.locator(f"tr[data-case-id='{case_id}'] .score").count()
+            if scored and reader.locator(f"tr[data-case-id='{earlier}'] .score").count():
+                break
+            assert time.monotonic() < deadline, "the cases were not scored in time"
+            time.sleep(0.5)
+        assert ids.index(case_id) < ids.index(earlier)
+        expect(reader.locator(f"tr[data-case-id='{case_id}'] .reasons")).to_contain_text(
+            "taille modifiée"
+        )
+        shot(reader, "2-worklist")
+
+        # 3. The reader opens the case, starts reading and asks the GP a question.
+        reader.click(f"tr[data-case-id='{case_id}'] a")
+        expect(reader.locator("#model-version")).to_have_text("test-model/1")
+        reader.click("#start-review")
+        expect(reader.locator("#case-status")).to_have_attribute("data-status", "in_review")
+        reader.locator(".photo-card .toggle button[data-view='saliency']").first.click()
+        expect(reader.locator(".photo-card.saliency")).to_have_count(1)
+        reader.fill(
+            "#question", "Depuis quand la lésion saigne-t-elle ? Y a-t-il eu un traumatisme ?"
+        )
+        reader.click("#ask-question")
+        expect(reader.locator("#case-status")).to_have_attribute("data-status", "info_requested")
+        shot(reader, "3-case-question")
+
+        # 4. The GP sees the question and answers it.
+        gp.goto(f"{base}/gp/requests/{case_id}")
+        expect(gp.locator(".alert.warn")).to_be_visible()
+        expect(gp.locator(".msg[data-kind='info_request']")).to_contain_text("Depuis quand")
+        gp.fill("#answer-body", "Depuis trois semaines, sans traumatisme.")
+        gp.click("#send-answer")
+        expect(gp.locator("#case-status")).to_have_attribute("data-status", "answered")
+
+        # 5. The reader reads the answer and writes the report.
+        reader.reload()
+        expect(reader.locator(".msg[data-kind='answer']")).to_contain_text("trois semaines")
+        reader.check("input[name='conduct'][value='consultation']")
+        reader.fill("#interval", "2")
+        reader.fill("#diagnosis", "Suspicion de mélanome")
+        reader.fill(
+            "#report-text", "Lésion asymétrique qui saigne : exérèse à prévoir sous 15 jours."
+        )
+        reader.click("#save-report")
+        expect(reader.locator("#case-status")).to_have_attribute("data-status", "report_written")
+
+        # 6. A senior validates it.
+        sign_in(senior, base, "pr-dubois")
+        senior.goto(f"{base}/cases/{case_id}")
+        senior.click("#validate-report")
+        expect(senior.locator("#case-status")).to_have_attribute("data-status", "validated")
+        shot(senior, "4-validated")
+
+        # 7. The GP sees the answer and downloads its PDF.
+        gp.goto(f"{base}/gp/requests")
+        expect(gp.locator(f"tr[data-case-id='{case_id}']")).to_contain_text(
+            "Consultation dermatologique sous 2 semaines"
+        )
+        gp.goto(f"{base}/gp/requests/{case_id}")
+        expect(gp.locator("#answer")).to_contain_text("Suspicion de mélanome")
+        expect(gp.locator("#answer")).to_contain_text("Validé par Pr Hélène Dubois")
+        shot(gp, "5-gp-answer")
+        pdf = gp.request.get(base + (gp.locator("#download-pdf").get_attribute("href") or ""))
+        assert pdf.ok and pdf.body().startswith(b"%PDF")
+        browser.close()

@@ -1,0 +1,162 @@
+"""The case pages, server-side: who gets which page, languages, forms and their errors."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from serving.case_texts import TEXTS
+from serving.settings import Settings
+
+
+@pytest.fixture
+def client(settings: Settings, real_predictor: Any) -> Iterator[TestClient]:
+    app = create_app(settings.model_copy(update={"scoring_worker": False}))
+    app.state.load_predictor = lambda: real_predictor
+    with TestClient(app, follow_redirects=False) as test_client:
+        yield test_client
+
+
+def signed(client: TestClient, user: str) -> TestClient:
+    client.cookies.set("dermtriage_user", user)
+    return client
+
+
+FORM = {
+    "patient_pseudonym": "PAT-77",
+    "age": "61",
+    "sex": "female",
+    "fitzpatrick": "II",
+    "body_site": "back",
+    "duration": "1_6_months",
+    "changed_size": "on",
+    "clinical_question": "Lésion pigmentée qui grandit : mélanome ?",
+    "requester_name": "Dr Claire Martin",
+    "requester_rpps": "10101234567",
+    "requester_organisation": "Cabinet des Lilas",
+    "requester_email": "claire.martin@example.fr",
+    "requester_phone": "",
+}
+
+
+def send_form(client: TestClient, photo: bytes | None, **changes: str) -> Any:
+    files = [("photo_close_up", ("lesion.jpg", photo, "image/jpeg"))] if photo else []
+    files.append(("photo_wide", ("", b"", "application/octet-stream")))  # an empty slot
+    return client.post("/gp/requests/new", data={**FORM, **changes}, files=files)
+
+
+def test_every_text_exists_in_both_languages() -> None:
+    assert set(TEXTS["fr"]) == set(TEXTS["en"])
+
+
+def test_pages_send_strangers_to_sign_in(client: TestClient) -> None:
+    for path in ("/worklist", "/cases/1", "/gp/requests", "/gp/requests/new", "/stats"):
+        response = client.get(path)
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/login?next=")
+
+
+def test_sign_in_remembers_the_user_and_goes_to_their_home(client: TestClient) -> None:
+    page = client.get("/login")
+    assert page.status_code == 200 and "Dr Sophie Bernard" in page.text
+    response = client.post("/login", data={"user_id": "dr-bernard"})
+    assert response.headers["location"] == "/worklist"
+    assert client.get("/worklist").status_code == 200
+    back = client.post("/login", data={"user_id": "dr-martin", "next": "//evil.example"})
+    assert back.headers["location"] == "/gp/requests"  # no open redirect
+
+
+def test_french_by_default_english_on_request(client: TestClient) -> None:
+    signed(client, "dr-bernard")
+    assert "<h1>File de lecture</h1>" in client.get("/worklist").text
+    english = client.get("/worklist?lang=en")
+    assert "<h1>Worklist</h1>" in english.text
+    assert "<h1>Worklist</h1>" in client.get("/worklist").text  # remembered
+
+
+def test_each_role_is_sent_to_its_own_pages(client: TestClient) -> None:
+    signed(client, "dr-martin")
+    assert client.get("/worklist").headers["location"] == "/gp/requests"
+    assert client.get("/stats").headers["location"] == "/gp/requests"
+    signed(client, "pr-dubois")
+    assert client.get("/gp/requests/new").headers["location"] == "/worklist"
+
+
+def test_a_gp_submits_a_request_and_the_expert_reads_it(
+    client: TestClient, clean_photos: list[Path]
+) -> None:
+    signed(client, "dr-martin")
+    form = client.get("/gp/requests/new")
+    assert 'value="10101234567"' in form.text  # prefilled from the signed-in GP
+    response = send_form(client, clean_photos[0].read_bytes())
+    assert response.status_code == 303 and response.headers["location"] == "/gp/requests?done=sent"
+    listing = client.get("/gp/requests?done=sent").text
+    assert "PAT-77" in listing and "Demande envoyée" in listing
+    case_id = int(re.search(r'data-case-id="(\d+)"', listing).group(1))  # type: ignore[union-attr]
+    assert "PAT-77" in client.get(f"/gp/requests/{case_id}").text
+
+    signed(client, "dr-bernard")
+    worklist = client.get("/worklist").text
+    assert "PAT-77" in worklist and "taille modifiée" in worklist
+    assert "pas encore scoré" in worklist
+    page = client.get(f"/cases/{case_id}")
+    assert page.status_code == 200 and "Commencer la lecture" in page.text
+    assert client.post(f"/cases/{case_id}/review").status_code == 303
+    reviewing = client.get(f"/cases/{case_id}").text
+    assert 'data-status="in_review"' in reviewing and 'id="report-form"' in reviewing
+
+
+def test_a_faulty_request_is_shown_again_with_its_errors_and_values(
+    client: TestClient, clean_photos: list[Path]
+) -> None:
+    signed(client, "dr-martin")
+    response = send_form(client, clean_photos[0].read_bytes(), age="150", requester_rpps="12")
+    assert response.status_code == 422
+    assert "Doit être au plus 120." in response.text
+    assert "Le numéro RPPS compte 11 chiffres." in response.text
+    assert 'value="PAT-77"' in response.text  # what the GP typed is kept
+    no_photo = send_form(client, None)
+    assert no_photo.status_code == 422 and "Joignez de 1 à 5 photos." in no_photo.text
+    signed(client, "dr-bernard")
+    assert "PAT-77" not in client.get("/worklist").text
+
+
+def test_a_report_with_errors_is_shown_again_on_the_case_page(
+    client: TestClient, clean_photos: list[Path]
+) -> None:
+    signed(client, "dr-martin")
+    send_form(client, clean_photos[0].read_bytes())
+    signed(client, "dr-bernard")
+    client.post("/cases/1/review")
+    response = client.post("/cases/1/report", data={"conduct": "monitor", "text": "Surveiller."})
+    assert response.status_code == 422
+    assert "Délai entre 1 et 24 requis." in response.text
+    assert "Surveiller." in response.text
+    saved = client.post(
+        "/cases/1/report",
+        data={"conduct": "monitor", "interval": "6", "text": "Naevus banal, surveiller."},
+    )
+    assert saved.status_code == 303
+    assert "Surveiller et renvoyer des photos dans 6 mois" in client.get("/cases/1").text
+
+
+def test_the_statistics_page_draws_its_chart(client: TestClient, clean_photos: list[Path]) -> None:
+    signed(client, "dr-martin")
+    send_form(client, clean_photos[0].read_bytes())
+    signed(client, "pr-dubois")
+    page = client.get("/stats")
+    assert page.status_code == 200
+    assert "<svg" in page.text and "Demandes reçues par semaine" in page.text
+    assert "cdn" not in page.text.lower()
+
+
+def test_assets_are_served_locally(client: TestClient) -> None:
+    assert client.get("/ui/cases.css").headers["content-type"].startswith("text/css")
+    assert client.get("/ui/cases.js").status_code == 200
+    assert client.get("/ui/../settings.py").status_code == 404
