@@ -52,7 +52,7 @@ def jpeg(image: Image.Image, quality: int = 92) -> bytes:
 def blurred_jpeg(good_photo: Path) -> bytes:
     """The good photo out of focus: a Gaussian blur no dermatologist would accept."""
     with Image.open(good_photo) as image:
-        return jpeg(image.convert("RGB").filter(ImageFilter.GaussianBlur(4)))
+        return jpeg(image.convert("RGB").filter(ImageFilter.GaussianBlur(3)))
 
 
 def codes(answer: dict[str, Any]) -> list[str]:

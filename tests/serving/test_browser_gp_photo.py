@@ -88,7 +88,7 @@ def photos(derm_images: list[Path], tmp_path_factory: pytest.TempPathFactory) ->
     good = next((p for p in derm_images if assess_bytes(p.read_bytes()).acceptable), None)
     assert good is not None, "no acceptable image in the derm-dev sample"
     with Image.open(good) as image:
-        blurred = image.convert("RGB").filter(ImageFilter.GaussianBlur(4))
+        blurred = image.convert("RGB").filter(ImageFilter.GaussianBlur(3))
     buffer = io.BytesIO()
     blurred.save(buffer, "JPEG", quality=92)
     (folder / "lesion-floue.jpg").write_bytes(buffer.getvalue())
