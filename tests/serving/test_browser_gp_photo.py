@@ -145,3 +145,27 @@ def test_a_good_photo_is_declared_usable_in_english(
         expect(page.locator("[data-file-size]")).to_have_text("224 × 224 px")
     finally:
         context.close()
+
+
+def test_a_document_that_is_not_a_photo_gets_the_unreadable_file_advice_without_a_preview(
+    browser, base_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    letter = tmp_path / "courrier.jpg"
+    letter.write_text("Cher confrère, je vous adresse Mme D. pour une lésion du dos.\n")
+    context = browser.new_context(viewport=PHONE, locale="fr-FR")
+    try:
+        page = context.new_page()
+        page.goto(base_url + "/gp/photo")
+
+        page.locator("input[type=file]:not([capture])").set_input_files(letter)
+
+        expect(page.locator("[data-verdict-title]")).to_have_text("Photo à reprendre")
+        advice = page.locator(".advice__item[data-code=unreadable_file]")
+        expect(advice).to_contain_text(message("unreadable_file", "fr"))
+        expect(page.locator("[data-preview-fallback]")).to_be_visible()
+        expect(page.locator("img[data-preview]")).to_be_hidden()
+        expect(page.locator("[data-file-size-row]")).to_be_hidden()
+    finally:
+        context.close()
