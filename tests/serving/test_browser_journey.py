@@ -1,7 +1,8 @@
 """The whole journey in a real browser (Debian's Chromium through Playwright), on a live server.
 
 A GP submits a case with photos; it appears in the worklist above a lower-risk case once the
-background worker has scored it with the real ``Predictor``; the reading dermatologist asks a
+background worker has scored it with a real trained model, loaded by the service's own loader
+from a real MLflow registry (the suite's shared tiny training run); the reading dermatologist asks a
 question, the GP answers, the dermatologist writes the report, a senior validates it, and the GP
 sees the answer and downloads its PDF. Screenshots of each step go to ``$DERMTRIAGE_SCREENSHOTS``
 when that variable names a folder.
@@ -38,13 +39,30 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+MODEL_URI = "models:/dermtriage-classifier/1"
+
+
 @pytest.fixture
-def live_server(settings: Settings, real_predictor: Any) -> Iterator[str]:
-    """The real application on a loopback port, with its scoring worker running."""
+def predictor(tiny_run: Any) -> Any:
+    """The registered tiny model, as the service loads it."""
+    from models.predictor import Predictor
+
+    return Predictor.load(MODEL_URI, tracking_uri=tiny_run.tracking_uri)
+
+
+@pytest.fixture
+def live_server(settings: Settings, tiny_run: Any) -> Iterator[str]:
+    """The real application on a loopback port, its scoring worker loading the registered model."""
     app = create_app(
-        settings.model_copy(update={"scoring_worker": True, "scoring_poll_seconds": 0.2})
+        settings.model_copy(
+            update={
+                "scoring_worker": True,
+                "scoring_poll_seconds": 0.2,
+                "mlflow_tracking_uri": tiny_run.tracking_uri,
+                "model_uri": MODEL_URI,
+            }
+        )
     )
-    app.state.load_predictor = lambda: real_predictor
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -110,12 +128,12 @@ def sign_in(page: Any, base: str, user_id: str) -> None:
 
 
 def test_the_whole_journey(
-    live_server: str, chromium_executable: str, clean_photos: list[Path], real_predictor: Any
+    live_server: str, chromium_executable: str, clean_photos: list[Path], predictor: Any
 ) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     base = live_server
-    ranked = _ranked(clean_photos, real_predictor)
+    ranked = _ranked(clean_photos, predictor)
     low_risk, high_risk = ranked[0], ranked[-1]
     earlier = _submit_by_api(base, low_risk)
 
@@ -181,7 +199,7 @@ def test_the_whole_journey(
 
         # 3. The reader opens the case, starts reading and asks the GP a question.
         reader.click(f"tr[data-case-id='{case_id}'] a")
-        expect(reader.locator("#model-version")).to_have_text("test-model/1")
+        expect(reader.locator("#model-version")).to_have_text("dermtriage-classifier/1")
         reader.click("#start-review")
         expect(reader.locator("#case-status")).to_have_attribute("data-status", "in_review")
         reader.locator(".photo-card .toggle button[data-view='saliency']").first.click()
