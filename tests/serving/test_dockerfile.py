@@ -174,6 +174,7 @@ def test_pip_install_in_the_build_context_ships_the_pages(
             continue
         for source in rest.split()[:-1]:
             origin = ROOT / source
+            assert origin.exists(), f"the Dockerfile copies {source}, absent from the checkout"
             if origin.is_dir():
                 shutil.copytree(
                     origin,
