@@ -88,8 +88,10 @@ class DemoCase:
     requester: str
 
 
-def choose_images(metadata: pd.DataFrame, seed: int = 7) -> list[DemoCase]:
-    """A fixed, diagnosis-balanced pick of images with usable metadata."""
+def choose_images(
+    metadata: pd.DataFrame, plan: dict[str, int] = PLAN, seed: int = 7
+) -> list[DemoCase]:
+    """A fixed, diagnosis-balanced pick of images with usable metadata (``plan``: dx -> count)."""
     rng = random.Random(seed)
     usable = metadata[
         metadata["age"].notna()
@@ -97,7 +99,7 @@ def choose_images(metadata: pd.DataFrame, seed: int = 7) -> list[DemoCase]:
         & metadata["localization"].isin(SITES)
     ]
     picks: list[DemoCase] = []
-    for dx, count in PLAN.items():
+    for dx, count in plan.items():
         rows = usable[usable["dx"] == dx].drop_duplicates("lesion_id").sort_values("image_id")
         for row in rows.sample(n=min(count, len(rows)), random_state=seed).itertuples():
             picks.append(
@@ -156,8 +158,13 @@ def seed_demo(
     *,
     load_predictor: Callable[[], PredictorLike] | None = None,
     now: datetime | None = None,
+    plan: dict[str, int] = PLAN,
 ) -> int:
-    """Create the demo cases unless they exist; returns how many were created."""
+    """Create the demo cases unless they exist; returns how many were created.
+
+    ``load_predictor`` defaults to the service's model (the registered champion); ``plan`` says
+    how many cases of each diagnosis to make (tests use a small one).
+    """
     now = now or datetime.now(UTC)
     database = Database(settings.sqlalchemy_url)
     try:
@@ -173,7 +180,7 @@ def seed_demo(
         if not metadata_path.is_file():
             logger.warning("no data set at %s: demo not seeded", settings.dataset_dir)
             return 0
-        picks = choose_images(pd.read_csv(metadata_path))
+        picks = choose_images(pd.read_csv(metadata_path), plan)
         store = PhotoStore(settings.data_dir / "photos")
         loader = load_predictor or default_predictor_loader(
             settings.model_uri, settings.tracking_uri
