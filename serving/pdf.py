@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 Lang = Literal["fr", "en"]
 
-ACCENT = (22, 78, 99)  # the product's deep teal
+ACCENT = (11, 79, 138)  # the product's blue (#0b4f8a)
 MUTED = (90, 98, 110)
 CONDUCT_COLOURS: dict[Conduct, tuple[int, int, int]] = {
     Conduct.reassure: (225, 242, 232),
@@ -219,7 +219,8 @@ def report_pdf(
         pdf.set_font("DejaVu", "", 8)
         pdf.set_text_color(*MUTED)
         pdf.multi_cell(
-            0, 4.5, f"{t['ai']}: {score.model_version}, p = {score.p_malignant:.2f}",
+            0, 4.5, f"{t['ai']}{' : ' if lang == 'fr' else ': '}{score.model_version}, "
+            f"p = {score.p_malignant:.2f}",
             new_x="LMARGIN", new_y="NEXT",
         )  # fmt: skip
     return bytes(pdf.output())

@@ -4,7 +4,7 @@ Figures, over the last ``weeks`` ISO weeks:
 
 - requests received per week, split by priority tier;
 - time to first reading (submission -> an expert opens the review), median and 90th percentile,
-  and the share read within the deadline;
+  and the share read within the deadline (a case still unread past the deadline counts as missed);
 - the share of validated answers that lead to a consultation (``consultation`` or ``urgent``).
 
 Each is also given by priority tier. The tier used here is the case's tier *on arrival*, from risk
@@ -118,7 +118,7 @@ def activity_stats(
     by_tier = {t.value: TierStats() for t in Tier}
     tier_hours: dict[str, list[float]] = {t.value: [] for t in Tier}
     all_hours: list[float] = []
-    answered = consultations = 0
+    answered = consultations = missed_unread = 0
     for case in cases:
         tier = arrival_tier(case, deadline_hours).value
         week = _monday(case.submitted_at).date().isoformat()
@@ -132,6 +132,8 @@ def activity_stats(
             tier_hours[tier].append(hours)
             week_hours[week].append(hours)
             all_hours.append(hours)
+        elif (now - case.submitted_at) / timedelta(hours=1) > deadline_hours:
+            missed_unread += 1
         report = case.report
         if report is not None and report.validated_at is not None:
             stats.answered += 1
@@ -144,13 +146,14 @@ def activity_stats(
     for tier, hours in tier_hours.items():
         by_tier[tier].median_hours_to_first_reading = statistics.median(hours) if hours else None
     within = sum(h <= deadline_hours for h in all_hours)
+    due = len(all_hours) + missed_unread
     return ActivityStats(
         weeks=list(week_rows.values()),
         by_tier=by_tier,
         total_requests=len(cases),
         median_hours_to_first_reading=statistics.median(all_hours) if all_hours else None,
         p90_hours_to_first_reading=_percentile(all_hours, 0.9),
-        share_read_within_deadline=within / len(all_hours) if all_hours else None,
+        share_read_within_deadline=within / due if due else None,
         consultation_share=consultations / answered if answered else None,
         deadline_hours=deadline_hours,
     )
@@ -207,7 +210,7 @@ def activity_chart_svg(stats: ActivityStats, lang: Lang = "fr") -> str:
     medians = [w.median_hours_to_first_reading for w in stats.weeks]
     points = [(i, m) for i, m in zip(x, medians, strict=True) if m is not None]
     if points:
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color="#164e63",
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color="#0b4f8a",
                 linewidth=2, markersize=4)  # fmt: skip
     ax.axhline(stats.deadline_hours, color="#c0392b", linestyle="--", linewidth=1)
     ax.text(0, stats.deadline_hours, " " + text["deadline"].format(hours=stats.deadline_hours),

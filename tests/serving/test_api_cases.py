@@ -520,3 +520,8 @@ def test_statistics_for_experts(client: TestClient, photo: bytes, clock: Clock) 
     assert stats["share_read_within_deadline"] == 1.0
     assert stats["consultation_share"] == 1.0
     assert sum(sum(w["requests"].values()) for w in stats["weeks"]) == 1
+    created(client, [photo], patient_pseudonym="PAT-LATE")
+    clock.advance(50)  # the second case is now unread past the 48 h deadline: a miss
+    stats = client.get("/api/v1/stats", headers=as_(SENIOR)).json()
+    assert stats["total_requests"] == 2
+    assert stats["share_read_within_deadline"] == 0.5
