@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
@@ -69,7 +69,6 @@ router = APIRouter(tags=["pages"], include_in_schema=False)
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 templates = Jinja2Templates(directory=PACKAGE_DIR / "templates")
-ASSETS = {"cases.css": "text/css", "cases.js": "text/javascript"}
 COOKIE_MAX_AGE = 365 * 24 * 3600
 
 NOTICES = {
@@ -184,19 +183,7 @@ def _case_or_404(session: Session, case_id: int, user: User, *, lock: bool = Fal
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such case") from exc
 
 
-# --- assets, sign-in, language ---------------------------------------------------------------
-
-
-@router.get("/ui/{name}")
-def asset(name: str) -> FileResponse:
-    """The case pages' stylesheet and script (no CDN, cached by the browser for an hour)."""
-    if name not in ASSETS:
-        raise HTTPException(status.HTTP_404_NOT_FOUND)
-    return FileResponse(
-        PACKAGE_DIR / "static" / name,
-        media_type=ASSETS[name],
-        headers={"Cache-Control": "public, max-age=3600"},
-    )
+# --- sign-in ---------------------------------------------------------------
 
 
 @router.get("/login", response_class=HTMLResponse)

@@ -157,6 +157,9 @@ def test_the_statistics_page_draws_its_chart(client: TestClient, clean_photos: l
 
 
 def test_assets_are_served_locally(client: TestClient) -> None:
-    assert client.get("/ui/cases.css").headers["content-type"].startswith("text/css")
-    assert client.get("/ui/cases.js").status_code == 200
-    assert client.get("/ui/../settings.py").status_code == 404
+    signed(client, "dr-bernard")
+    page = client.get("/worklist").text
+    for asset in ("/static/cases.css", "/static/cases.js"):
+        assert client.get(asset).status_code == 200
+    assert 'href="/static/cases.css"' in page
+    assert "http://" not in page and "https://" not in page  # nothing from a CDN
