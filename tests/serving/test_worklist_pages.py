@@ -163,3 +163,25 @@ def test_assets_are_served_locally(client: TestClient) -> None:
         assert client.get(asset).status_code == 200
     assert 'href="/static/cases.css"' in page
     assert "http://" not in page and "https://" not in page  # nothing from a CDN
+
+
+def test_the_gp_page_shows_the_request_but_not_the_triage(
+    client: TestClient, clean_photos: list[Path]
+) -> None:
+    signed(client, "dr-martin")
+    send_form(client, clean_photos[0].read_bytes())
+    client.app.state.case_runtime.worker.run_once()  # type: ignore[attr-defined]
+    page = client.get("/gp/requests/1").text
+    assert "PAT-77" in page and "Lésion pigmentée qui grandit" in page
+    assert "test-model/1" not in page and "p(malin)" not in page and "saliency" not in page
+    signed(client, "dr-leroy")
+    assert client.get("/gp/requests/1").status_code == 404  # another GP's case
+
+
+def test_the_form_speaks_english_when_asked(client: TestClient, clean_photos: list[Path]) -> None:
+    signed(client, "dr-martin")
+    client.get("/gp/requests/new?lang=en")
+    response = send_form(client, clean_photos[0].read_bytes(), age="")
+    assert response.status_code == 422
+    assert "A whole number is expected." in response.text
+    assert "New request for an opinion" in response.text
