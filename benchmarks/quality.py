@@ -1,0 +1,271 @@
+"""Benchmark of the photo-quality checks: detection, false alarms and latency on one core.
+
+Run from the repository root: ``python -m benchmarks.quality --n 300`` (``make bench-quality``).
+It reads real derm-dev images from ``Settings().dataset_dir``, applies defects made in code at
+several strengths (:mod:`benchmarks.synthetic`), adds pictures that are not skin, sends every
+picture through the same path as a GP's upload (JPEG bytes -> :func:`pipeline.quality.assess_bytes`)
+and prints Markdown tables: detection rate per defect and strength, false alarms on untouched
+photos, and latency p50/p95 for a 224 px dermoscopy JPEG and for a 12-MP (4000 x 3000) JPEG, decode
+included. The process is pinned to one CPU core with every thread pool limited to one thread.
+
+Strengths marked *reject* are those at which a dermatologist would ask for a new photo; the target
+is >= 95 % detection there, <= 3 % false alarms on good photos, and p95 <= 150 ms for 12 MP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from benchmarks import synthetic
+from pipeline.quality import assess_bytes
+from serving.settings import Settings
+
+Defect = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One row of the detection table: a defect at one strength and the code it must raise."""
+
+    defect: str
+    strength: str
+    code: str | None  # None: an untouched or harmless variant that must stay acceptable
+    make: Defect | None
+    value: float
+    reject: bool = False
+
+
+CONDITIONS: tuple[Condition, ...] = (
+    Condition("untouched", "-", None, None, 0.0),
+    Condition("dermatoscope ring", "radius 0.8", None, synthetic.dermatoscope_vignette, 0.8),
+    Condition("sensor noise", "sigma 4", None, synthetic.sensor_noise, 4.0),
+    Condition("focus blur", "sigma 0.4 %", "blur", synthetic.gaussian_blur, 0.004),
+    Condition("focus blur", "sigma 0.8 %", "blur", synthetic.gaussian_blur, 0.008),
+    Condition("focus blur", "sigma 1.2 %", "blur", synthetic.gaussian_blur, 0.012, True),
+    Condition("focus blur", "sigma 2 %", "blur", synthetic.gaussian_blur, 0.02, True),
+    Condition("motion blur", "length 2 %", "blur", synthetic.motion_blur, 0.02),
+    Condition("motion blur", "length 4 %", "blur", synthetic.motion_blur, 0.04),
+    Condition("motion blur", "length 6 %", "blur", synthetic.motion_blur, 0.06, True),
+    Condition("dark", "-1 EV", "underexposed", synthetic.exposure_shift, -1.0),
+    Condition("dark", "-2 EV", "underexposed", synthetic.exposure_shift, -2.0),
+    Condition("dark", "-3 EV", "underexposed", synthetic.exposure_shift, -3.0, True),
+    Condition("bright", "+1 EV", "overexposed", synthetic.exposure_shift, 1.0),
+    Condition("bright", "+1.5 EV", "overexposed", synthetic.exposure_shift, 1.5),
+    Condition("bright", "+2 EV", "overexposed", synthetic.exposure_shift, 2.0, True),
+    Condition("downscale", "160 px", "low_resolution", synthetic.downscale, 160, True),
+    Condition("downscale", "112 px", "low_resolution", synthetic.downscale, 112, True),
+    Condition("downscale", "64 px", "low_resolution", synthetic.downscale, 64, True),
+    Condition("off-centre crop", "centre at 25 %", "framing", synthetic.off_centre_crop, 0.25),
+    Condition("off-centre crop", "centre at 10 %", "framing", synthetic.off_centre_crop, 0.10),
+    Condition("off-centre crop", "centre on edge", "framing", synthetic.off_centre_crop, 0.0, True),
+    Condition("glare", "0.5 % of frame", "glare", synthetic.glare, 0.005),
+    Condition("glare", "1 % of frame", "glare", synthetic.glare, 0.01),
+    Condition("glare", "3 % of frame", "glare", synthetic.glare, 0.03, True),
+    Condition("colour cast", "gain 1.3", "colour_cast", synthetic.colour_cast, 1.3),
+    Condition("colour cast", "gain 1.6", "colour_cast", synthetic.colour_cast, 1.6),
+    Condition("colour cast", "gain 2.0", "colour_cast", synthetic.colour_cast, 2.0, True),
+)
+
+
+def pin_to_one_core() -> str:
+    """Run on a single core with single-threaded numpy, OpenCV and BLAS; say which core."""
+    if hasattr(os, "sched_setaffinity"):
+        core = min(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {core})
+        where = f"core {core}"
+    else:  # macOS: no affinity API; thread limits still apply
+        where = "one thread"
+    cv2.setNumThreads(1)
+    threadpool_limits(1)
+    return where
+
+
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def load_sample(dataset_dir: Path, n: int, seed: int) -> list[tuple[str, bytes]]:
+    """``n`` derm-dev images (one per lesion, reproducible from ``seed``) as their JPEG bytes."""
+    metadata = pd.read_csv(dataset_dir / "metadata.csv")
+    per_lesion = metadata.drop_duplicates("lesion_id")
+    sample = per_lesion.sample(n=min(n, len(per_lesion)), random_state=seed)
+    return [
+        (image_id, (dataset_dir / "images" / f"{image_id}.jpg").read_bytes())
+        for image_id in sample["image_id"]
+    ]
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def detection_table(images: Sequence[np.ndarray], seed: int) -> pd.DataFrame:
+    """One row per condition: share of pictures with the expected code, and share rejected."""
+    rows = []
+    for index, condition in enumerate(CONDITIONS):
+        rng = np.random.default_rng(seed + index)
+        hits = rejected = 0
+        for rgb in images:
+            picture = rgb if condition.make is None else condition.make(rgb, condition.value, rng)
+            result = assess_bytes(synthetic.jpeg_bytes(picture))
+            rejected += not result.acceptable
+            hits += condition.code in result.codes if condition.code else 0
+        rows.append(
+            {
+                "defect": condition.defect,
+                "strength": condition.strength,
+                "code": condition.code or "(none expected)",
+                "reject": "yes" if condition.reject else "",
+                "detected": hits / len(images) if condition.code else None,
+                "rejected": rejected / len(images),
+                "n": len(images),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def non_skin_table(count: int, seed: int) -> pd.DataFrame:
+    """Per kind of non-skin picture: share flagged ``not_skin`` and share rejected at all."""
+    rows = []
+    for index, (kind, make) in enumerate(synthetic.NON_SKIN.items()):
+        rng = np.random.default_rng(seed + 100 + index)
+        hits = rejected = 0
+        for _ in range(count):
+            size = (int(rng.integers(320, 1600)), int(rng.integers(320, 1600)))
+            result = assess_bytes(synthetic.jpeg_bytes(make(size, rng)))
+            hits += "not_skin" in result.codes
+            rejected += not result.acceptable
+        rows.append(
+            {"picture": kind, "not_skin": hits / count, "rejected": rejected / count, "n": count}
+        )
+    return pd.DataFrame(rows)
+
+
+def _percentiles(seconds: list[float]) -> tuple[float, float]:
+    milliseconds = np.array(seconds) * 1000.0
+    return float(np.percentile(milliseconds, 50)), float(np.percentile(milliseconds, 95))
+
+
+def latency_table(samples: Sequence[tuple[str, bytes]], runs: int, seed: int) -> pd.DataFrame:
+    """Wall-clock time of ``assess_bytes`` (decode included) per photo, after one warm-up."""
+    rng = np.random.default_rng(seed)
+    small = [data for _, data in samples[:runs]]
+    large = []
+    for _, data in samples[: max(1, runs // 5)]:
+        photo = synthetic.phone_photo(decode_rgb(data), (4000, 3000), rng)
+        large.append(synthetic.jpeg_bytes(photo, quality=92))
+    rows = []
+    for label, corpus in (("224 px dermoscopy JPEG", small), ("12-MP JPEG 4000x3000", large)):
+        assess_bytes(corpus[0])  # warm-up: imports, first allocations
+        timings = []
+        for i in range(max(runs, len(corpus))):
+            data = corpus[i % len(corpus)]
+            start = time.perf_counter()
+            assess_bytes(data)
+            timings.append(time.perf_counter() - start)
+        p50, p95 = _percentiles(timings)
+        size_mb = statistics.mean(len(data) for data in corpus) / 1e6
+        rows.append(
+            {
+                "photo": label,
+                "file size (MB)": round(size_mb, 2),
+                "p50 (ms)": round(p50, 1),
+                "p95 (ms)": round(p95, 1),
+                "calls": len(timings),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def markdown(frame: pd.DataFrame) -> str:
+    """A DataFrame as a Markdown table (pandas' own needs the optional ``tabulate``)."""
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = [
+        "| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *body])
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None or pd.isna(value) else f"{100 * value:.1f} %"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__)
+    parser.add_argument("--n", type=int, default=300, help="derm-dev images per condition")
+    parser.add_argument("--non-skin", type=int, default=50, help="pictures per non-skin kind")
+    parser.add_argument("--latency-runs", type=int, default=60, help="timed calls per size")
+    parser.add_argument("--seed", type=int, default=2024)
+    parser.add_argument("--dataset-dir", type=Path, default=None, help="default: settings")
+    args = parser.parse_args(argv)
+
+    where = pin_to_one_core()
+    dataset_dir = args.dataset_dir or Settings().dataset_dir
+    samples = load_sample(dataset_dir, args.n, args.seed)
+    images = [decode_rgb(data) for _, data in samples]
+    started = time.perf_counter()
+
+    out = sys.stdout
+    out.write("# Photo-quality benchmark\n\n")
+    out.write(
+        f"Command: `python -m benchmarks.quality --n {args.n} --non-skin {args.non_skin} "
+        f"--latency-runs {args.latency_runs} --seed {args.seed}`  \n"
+        f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, pinned to {where}; "
+        f"Python {platform.python_version()}, OpenCV {cv2.__version__}, numpy {np.__version__}\n\n"
+    )
+    latency = latency_table(samples, args.latency_runs, args.seed)
+    out.write("## Latency per photo, one core, decode included (`assess_bytes`)\n\n")
+    out.write(markdown(latency) + "\n\n")
+
+    detection = detection_table(images, args.seed)
+    good = detection[detection["code"] == "(none expected)"]
+    out.write(f"## Detection on {len(images)} derm-dev images (one per lesion)\n\n")
+    table = detection.assign(
+        detected=detection["detected"].map(_percent), rejected=detection["rejected"].map(_percent)
+    )
+    out.write(markdown(table.drop(columns="n")) + "\n\n")
+    out.write(
+        "False alarms (any problem on a good photo): "
+        + ", ".join(f"{row.defect} {_percent(row.rejected)}" for row in good.itertuples())
+        + "\n\n"
+    )
+    reject = detection[detection["reject"] == "yes"]
+    out.write(
+        f"Lowest detection at a *reject* strength: {_percent(reject['detected'].min())} "
+        f"({reject.loc[reject['detected'].idxmin(), 'defect']}, "
+        f"{reject.loc[reject['detected'].idxmin(), 'strength']})\n\n"
+    )
+
+    non_skin = non_skin_table(args.non_skin, args.seed)
+    out.write("## Pictures that are not skin (made in code)\n\n")
+    non_skin_view = non_skin.assign(
+        not_skin=non_skin["not_skin"].map(_percent), rejected=non_skin["rejected"].map(_percent)
+    )
+    out.write(markdown(non_skin_view) + "\n\n")
+    out.write(f"Benchmark wall time: {time.perf_counter() - started:.0f} s\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Photos made in code for the quality benchmark and tests: defects applied to real dermoscopy
+images, and pictures that are not skin at all.
+
+Every defect takes an RGB ``uint8`` array and a strength and returns a new RGB ``uint8`` array;
+strengths are expressed relative to the image (a fraction of its long side, photographic stops)
+so they mean the same at any size. Randomness comes from the ``numpy`` generator passed in, so a
+benchmark run is reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+Defect = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
+
+
+def _to_linear(rgb: np.ndarray) -> np.ndarray:
+    v = rgb.astype(np.float32) / 255.0
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def _to_srgb(linear: np.ndarray) -> np.ndarray:
+    v = np.clip(linear, 0.0, 1.0)
+    v = np.where(v <= 0.0031308, v * 12.92, 1.055 * np.power(v, 1 / 2.4) - 0.055)
+    return np.clip(v * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def gaussian_blur(rgb: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Out of focus: Gaussian blur whose sigma is ``fraction`` of the long side."""
+    sigma = fraction * max(rgb.shape[:2])
+    return cv2.GaussianBlur(rgb, (0, 0), sigma)
+
+
+def motion_blur(rgb: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Camera shake: a straight smear ``fraction`` of the long side long, at a random angle."""
+    length = max(2, round(fraction * max(rgb.shape[:2])))
+    size = length + 2 + (length % 2 == 0)
+    kernel = np.zeros((size, size), np.float32)
+    centre = size // 2
+    angle = rng.uniform(0, math.pi)
+    dx, dy = math.cos(angle) * length / 2, math.sin(angle) * length / 2
+    cv2.line(
+        kernel,
+        (round(centre * 16 - dx * 16), round(centre * 16 - dy * 16)),
+        (round(centre * 16 + dx * 16), round(centre * 16 + dy * 16)),
+        1.0,
+        thickness=1,
+        lineType=cv2.LINE_AA,
+        shift=4,
+    )
+    kernel /= kernel.sum()
+    return cv2.filter2D(rgb, -1, kernel, borderType=cv2.BORDER_REFLECT)
+
+
+def exposure_shift(rgb: np.ndarray, stops: float, rng: np.random.Generator) -> np.ndarray:
+    """Too little or too much light: multiply linear light by ``2 ** stops`` (clipping at white)."""
+    return _to_srgb(_to_linear(rgb) * (2.0**stops))
+
+
+def downscale(rgb: np.ndarray, short_side: float, rng: np.random.Generator) -> np.ndarray:
+    """A reduced copy (a thumbnail, a forwarded picture) whose short side is ``short_side``."""
+    height, width = rgb.shape[:2]
+    scale = short_side / min(height, width)
+    size = (max(2, round(width * scale)), max(2, round(height * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def off_centre_crop(rgb: np.ndarray, position: float, rng: np.random.Generator) -> np.ndarray:
+    """Poor framing: crop a window 60 % of the image wide whose edge passes ``position`` (a
+    fraction of the window) from the original centre, where dermoscopy puts the lesion, then
+    restore the size. Small positions put the lesion against the edge, cut off."""
+    height, width = rgb.shape[:2]
+    window = round(0.6 * min(height, width))
+    side = rng.integers(4)
+    cy, cx = height / 2, width / 2
+    near = position * window
+    far = (1 - position) * window
+    if side == 0:  # lesion against the left edge
+        x0, y0 = cx - near, cy - window / 2
+    elif side == 1:  # right
+        x0, y0 = cx - far, cy - window / 2
+    elif side == 2:  # top
+        x0, y0 = cx - window / 2, cy - near
+    else:  # bottom
+        x0, y0 = cx - window / 2, cy - far
+    x0 = int(np.clip(round(x0), 0, width - window))
+    y0 = int(np.clip(round(y0), 0, height - window))
+    crop = rgb[y0 : y0 + window, x0 : x0 + window]
+    return cv2.resize(crop, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def colour_cast(rgb: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Cold light (blue) or fluorescent tint (green): channel gains in linear light.
+
+    ``strength`` is the gain on the favoured channel (the others get its inverse square root).
+    Warm casts are left out on purpose: they look like skin's own colour (docs/quality.md).
+    """
+    favoured = 2 if rng.random() < 0.5 else 1
+    gains = np.full(3, 1.0 / math.sqrt(strength), np.float32)
+    gains[favoured] = strength
+    return _to_srgb(_to_linear(rgb) * gains)
+
+
+def glare(rgb: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Flash or wet skin: white specular spots covering about ``fraction`` of the frame."""
+    height, width = rgb.shape[:2]
+    out = rgb.astype(np.float32)
+    layer = np.zeros((height, width), np.float32)
+    target = fraction * height * width
+    radius_base = 0.025 * max(height, width)
+    while (layer > 0.5).sum() < target:
+        cx = rng.uniform(0.2, 0.8) * width
+        cy = rng.uniform(0.2, 0.8) * height
+        ax = radius_base * rng.uniform(0.6, 1.6)
+        ay = ax * rng.uniform(0.4, 1.0)
+        yy, xx = np.ogrid[0:height, 0:width]
+        distance = ((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2
+        layer = np.maximum(layer, np.clip(1.6 - distance, 0, 1))
+    out = out * (1 - layer[..., None]) + 255.0 * layer[..., None]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def dermatoscope_vignette(rgb: np.ndarray, radius: float, rng: np.random.Generator) -> np.ndarray:
+    """Not a defect: the black surround of a dermatoscope's round window, ``radius`` as a
+    fraction of the half-diagonal. A good photo with it must stay acceptable."""
+    height, width = rgb.shape[:2]
+    yy, xx = np.ogrid[0:height, 0:width]
+    r = np.hypot(xx - width / 2, yy - height / 2) / math.hypot(width / 2, height / 2)
+    soft = np.clip((radius - r) / 0.03, 0, 1)[..., None]
+    dark = rng.normal(8.0, 2.0, rgb.shape).clip(0, 255)
+    return np.clip(rgb * soft + dark * (1 - soft) + 0.5, 0, 255).astype(np.uint8)
+
+
+def sensor_noise(rgb: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Not a defect: a phone's grain, Gaussian noise of ``sigma`` code values."""
+    noisy = rgb.astype(np.float32) + rng.normal(0, sigma, rgb.shape).astype(np.float32)
+    return np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
+
+
+# --- pictures that are not skin ------------------------------------------------------------
+
+_WORDS = [
+    "ordonnance",
+    "patient",
+    "docteur",
+    "date",
+    "posologie",
+    "comprimé",
+    "matin",
+    "soir",
+    "pendant",
+    "jours",
+    "renouveler",
+    "fois",
+    "analyse",
+    "résultat",
+    "glycémie",
+    "compte",
+    "rendu",
+    "consultation",
+    "signature",
+]
+
+
+def _random_colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(60, 255), rng.uniform(60, 255)]]], np.uint8)
+    return tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+
+
+def _camera(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Half the pictures are photographed (grain, slight softness), half rendered exactly."""
+    if rng.random() < 0.5:
+        return rgb
+    soft = cv2.GaussianBlur(rgb, (0, 0), 0.6).astype(np.float32)
+    return np.clip(soft + rng.normal(0, 2.5, rgb.shape) + 0.5, 0, 255).astype(np.uint8)
+
+
+def document(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A page of text (prescription, lab report) on slightly tinted, unevenly lit paper."""
+    width, height = size
+    paper = np.array([rng.uniform(215, 250)] * 3) + rng.uniform(-6, 6, 3)
+    page = Image.new("RGB", size, tuple(int(v) for v in np.clip(paper, 0, 255)))
+    draw = ImageDraw.Draw(page)
+    font_size = max(8, int(height * rng.uniform(0.035, 0.06)))
+    font = ImageFont.load_default(size=font_size)
+    ink = tuple(int(v) for v in rng.uniform(0, 70, 3))
+    y = int(height * 0.06)
+    while y < height * 0.92:
+        words = " ".join(rng.choice(_WORDS, size=int(rng.integers(3, 9))))
+        draw.text((int(width * 0.06), y), words, fill=ink, font=font)
+        y += int(font_size * rng.uniform(1.3, 1.8))
+    array = np.asarray(page).astype(np.float32)
+    light = np.linspace(rng.uniform(0.8, 1.0), rng.uniform(0.8, 1.0), width, dtype=np.float32)
+    return _camera(np.clip(array * light[None, :, None], 0, 255).astype(np.uint8), rng)
+
+
+def solid_colour(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    width, height = size
+    return _camera(np.full((height, width, 3), _random_colour(rng), np.uint8), rng)
+
+
+def gradient(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    width, height = size
+    start, end = np.array(_random_colour(rng)), np.array(_random_colour(rng))
+    angle = rng.uniform(0, 2 * math.pi)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    t = (xx / width - 0.5) * math.cos(angle) + (yy / height - 0.5) * math.sin(angle) + 0.5
+    t = np.clip(t, 0, 1)[..., None]
+    return _camera((start * (1 - t) + end * t).astype(np.uint8), rng)
+
+
+def outdoor_scene(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Sky over foliage or grass: the blue and green of a random outdoor photo."""
+    width, height = size
+    horizon = int(height * rng.uniform(0.3, 0.7))
+    yy = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
+    sky_top, sky_low = np.array([70, 130, 220]), np.array([170, 205, 245])
+    sky = sky_top * (1 - yy) + sky_low * yy
+    texture = cv2.resize(rng.normal(0, 1, (height // 8 + 1, width // 8 + 1)), (width, height))
+    fine = rng.normal(0, 1, (height, width))
+    green = np.array([rng.uniform(40, 110), rng.uniform(110, 180), rng.uniform(30, 80)])
+    grass = green[None, None, :] * (1 + 0.25 * texture[..., None] + 0.15 * fine[..., None])
+    scene = np.where(
+        np.arange(height)[:, None, None] < horizon, sky * np.ones((1, width, 1)), grass
+    )
+    return np.clip(scene, 0, 255).astype(np.uint8)
+
+
+def checkerboard(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    width, height = size
+    cell = int(rng.integers(8, 48))
+    yy, xx = np.mgrid[0:height, 0:width]
+    board = ((yy // cell + xx // cell) % 2).astype(bool)[..., None]
+    first, second = np.array(_random_colour(rng)), np.array(_random_colour(rng))
+    return _camera(np.where(board, first, second).astype(np.uint8), rng)
+
+
+def screenshot(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """An app screen: a coloured bar, buttons and lines of text on a light background."""
+    width, height = size
+    screen = Image.new("RGB", size, (250, 250, 250) if rng.random() < 0.7 else (30, 30, 36))
+    draw = ImageDraw.Draw(screen)
+    draw.rectangle((0, 0, width, int(height * 0.12)), fill=_random_colour(rng))
+    font = ImageFont.load_default(size=max(8, height // 24))
+    y = int(height * 0.18)
+    while y < height * 0.9:
+        if rng.random() < 0.3:
+            draw.rounded_rectangle(
+                (int(width * 0.08), y, int(width * 0.6), y + height // 14),
+                radius=6,
+                fill=_random_colour(rng),
+            )
+        else:
+            words = " ".join(rng.choice(_WORDS, size=int(rng.integers(2, 6))))
+            draw.text((int(width * 0.08), y), words, fill=(90, 90, 90), font=font)
+        y += height // 10
+    return _camera(np.asarray(screen), rng)
+
+
+NON_SKIN: dict[str, Callable[[tuple[int, int], np.random.Generator], np.ndarray]] = {
+    "document": document,
+    "solid colour": solid_colour,
+    "gradient": gradient,
+    "outdoor scene": outdoor_scene,
+    "checkerboard": checkerboard,
+    "screenshot": screenshot,
+}
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """Encode as a phone would send it."""
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def phone_photo(rgb: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A large photo made from a small one: upscaled, with skin-like fine texture and sensor
+    grain added so the JPEG is as heavy to decode as a real 12-MP photo."""
+    width, height = size
+    big = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    texture = cv2.resize(rng.normal(0, 1, (height // 4, width // 4)).astype(np.float32), size)
+    grain = rng.normal(0, 1, (height, width)).astype(np.float32)
+    big *= (1 + 0.03 * texture)[..., None]
+    big += (3.0 * grain)[..., None]
+    return np.clip(big + 0.5, 0, 255).astype(np.uint8)

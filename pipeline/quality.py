@@ -1,0 +1,319 @@
+"""Instant photo-quality feedback for GPs: is this photo good enough, and if not, how to retake it.
+
+Pure functions, no I/O: :func:`assess_image` takes pixels, :func:`assess_bytes` takes an upload's
+bytes (decoded through :mod:`pipeline.intake`); both return a :class:`QualityResult` whose
+``to_dict()`` is the one object the CLI, the API and the GP page all show.
+
+How the checks stay valid from a 224 px dermoscopy crop to a 12-MP phone photo: every photo is
+analysed at a fixed working size (long side :data:`WORKING_SIDE`, never enlarged), sharpness is a
+blur *width* estimated from how edges respond to two smoothing scales (so contrast and content do
+not matter), and exposure is measured in photographic stops inside the lit field of view (so a
+dermatoscope's black circular surround is not mistaken for under-exposure). Measurements live in
+:mod:`pipeline.quality_features` and :mod:`pipeline.quality_content`; the thresholds that turn them
+into problems are in :class:`Thresholds`, each with the reason for its value. docs/quality.md gives
+the benchmark that set them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from pipeline import quality_content, quality_features
+from pipeline.intake import IntakeError, decode_image
+from pipeline.quality_messages import message
+
+__all__ = [
+    "PROBLEM_CODES",
+    "WORKING_SIDE",
+    "Problem",
+    "QualityResult",
+    "Thresholds",
+    "assess_bytes",
+    "assess_image",
+    "message",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Every problem code, in the order problems are reported (most fundamental first).
+PROBLEM_CODES: tuple[str, ...] = (
+    "unreadable_file",
+    "not_skin",
+    "low_resolution",
+    "underexposed",
+    "overexposed",
+    "blur",
+    "glare",
+    "colour_cast",
+    "framing",
+)
+
+#: Long side, in pixels, at which every photo is analysed (smaller photos are kept as they are).
+#: 768 px shows what a dermatologist sees on a screen; blur finer than that is invisible there.
+WORKING_SIDE = 768
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason to retake the photo: a stable ``code`` and advice a GP can follow."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class QualityResult:
+    """The verdict on one photo: ``acceptable`` when ``problems`` is empty; ``metrics`` holds every
+    measurement behind it (names in docs/quality.md) so a decision can always be explained."""
+
+    acceptable: bool
+    problems: tuple[Problem, ...]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(problem.code for problem in self.problems)
+
+    def to_dict(self, file: str | None = None) -> dict[str, Any]:
+        """The JSON-ready object shared by the CLI and the API (``file`` only when given)."""
+        out: dict[str, Any] = {} if file is None else {"file": file}
+        out["acceptable"] = self.acceptable
+        out["problems"] = [{"code": p.code, "message": p.message} for p in self.problems]
+        out["metrics"] = dict(self.metrics)
+        return out
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where each measurement becomes a problem. Values were set on the benchmark in
+    docs/quality.md with margins towards *accepting* photos: a false alarm costs a GP a retake,
+    a miss costs a dermatologist a useless photo, and both must stay rare."""
+
+    #: Shorter side below this is too few pixels to see dermoscopic structures; 200 px keeps the
+    #: common 224 px dermoscopy crops acceptable.
+    min_short_side: int = 200
+    #: Skin darker than this many stops below a well-exposed tone (a quarter of the light or less).
+    underexposed_ev: float = -1.5
+    #: Skin brighter than this many stops above it, or this share of the field burnt to white.
+    overexposed_ev: float = 1.0
+    overexposed_white_fraction: float = 0.2
+    #: Estimated edge blur, in working pixels: all directions (focus) or the worst one (motion).
+    blur_px: float = 2.9
+    blur_max_px: float = 3.1
+    #: Motion: blur this much wider in the worst direction than in the best one.
+    blur_anisotropy_px: float = 1.0
+    #: Share of the field covered by specular highlights.
+    glare_fraction: float = 0.004
+    #: Colour cast: the average colour's hue (CIELAB, degrees) greener than the first or more
+    #: violet than the second (skin and lesions run from purple-red to orange), or its b* bluer
+    #: than the last. Warm casts are indistinguishable from skin's own colour: not judged.
+    cast_max_hue_deg: float = 55.0
+    cast_min_hue_deg: float = -55.0
+    cast_min_b: float = -13.0
+    #: Not skin, from colour: fewer skin-coloured pixels than this, with this many hues (a scene).
+    min_skin_fraction: float = 0.5
+    scene_hue_spread: float = 0.35
+    #: Not skin, from structure: rendered flat areas, ink strokes, edges aligned to a grid, or no
+    #: structure at all (a blank wall or screen; any photo of skin has some texture).
+    max_flat_fraction: float = 0.1
+    max_stroke_fraction: float = 0.01
+    max_rectilinear_fraction: float = 0.42
+    min_edge_strength: float = 0.003
+    #: Framing is judged only when a lesion stands out from the skin by this colour distance
+    #: (CIELAB delta E); fainter "lesions" are often just uneven skin.
+    lesion_min_contrast: float = 15.0
+    #: Too small: the lesion covers less than this share of the field.
+    lesion_min_area: float = 0.005
+    #: Off-centre: the lesion's centre lies in the outer 7.5 % of the frame.
+    lesion_max_offset: float = 0.85
+    #: Cut off: this share of the lesion's outline is the frame's edge (half a lesion: ~0.4),
+    #: on one side of the frame (a lesion filling a close-up touches every side: not cut off).
+    lesion_max_cut_fraction: float = 0.15
+    lesion_cut_min_asymmetry: float = 0.8
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+def measure(image: Image.Image | np.ndarray) -> dict[str, float]:
+    """Every quality measurement of ``image``, analysed at :data:`WORKING_SIDE`."""
+    rgb = quality_features.working_rgb(image, WORKING_SIDE)
+    y = quality_features.luma(rgb)
+    fov, vignette = quality_features.field_of_view(y)
+    exposure = quality_features.exposure(rgb, y, fov)
+    sharp = quality_features.sharpness(y, fov)
+    glare = quality_features.highlights(rgb, y, fov)
+    colour = quality_content.colour(rgb, fov)
+    structure = quality_content.structure(rgb, y, fov)
+    lesion = quality_content.lesion(rgb, fov)
+    metrics: dict[str, float] = {
+        "working_width": float(rgb.shape[1]),
+        "working_height": float(rgb.shape[0]),
+        "vignette_fraction": vignette,
+    }
+    for group, prefix in (
+        (exposure, ""),
+        (sharp, ""),
+        (glare, ""),
+        (colour, ""),
+        (structure, ""),
+        (lesion, "lesion_"),
+    ):
+        for name, value in vars(group).items():
+            metrics[prefix + name] = float(value)
+    return {name: round(value, 4) for name, value in metrics.items()}
+
+
+def decide(
+    metrics: dict[str, float],
+    original_size: tuple[int, int],
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> list[str]:
+    """The problem codes that ``metrics`` (from :func:`measure`) reveal, in report order.
+
+    A picture that is not skin gets that one verdict: judging the focus or framing of a
+    document would only confuse. Exposure problems silence the colour checks, whose pixels are
+    then clipped or drowned in noise.
+    """
+    t = thresholds
+    codes: list[str] = []
+    if min(original_size) < t.min_short_side:
+        codes.append("low_resolution")
+    under = metrics["exposure_ev"] < t.underexposed_ev
+    over = (
+        metrics["exposure_ev"] > t.overexposed_ev
+        or metrics["white_fraction"] > t.overexposed_white_fraction
+    )
+    exposure_ok = not under and not over
+    if _man_made(metrics, t) or (exposure_ok and _featureless(metrics, t)):
+        return ["not_skin", *codes]
+    scene = metrics["skin_fraction"] < t.min_skin_fraction
+    if exposure_ok and scene and metrics["hue_spread"] >= t.scene_hue_spread:
+        return ["not_skin", *codes]
+    if under:
+        codes.append("underexposed")
+    if over:
+        codes.append("overexposed")
+    if (
+        metrics["blur_px"] > t.blur_px
+        or metrics["blur_max_px"] > t.blur_max_px
+        or metrics["blur_anisotropy_px"] > t.blur_anisotropy_px
+    ):
+        codes.append("blur")
+    if not over and metrics["glare_fraction"] > t.glare_fraction:
+        codes.append("glare")
+    if exposure_ok and _colour_cast(metrics, t):
+        codes.append("colour_cast")
+    if metrics["lesion_contrast"] >= t.lesion_min_contrast and _badly_framed(metrics, t):
+        codes.append("framing")
+    return codes
+
+
+def _man_made(m: dict[str, float], t: Thresholds) -> bool:
+    """A document, a screen or a graphic, whatever its colours."""
+    # Flat patches with crisp edges are rendered; flat patches in a blurred photo are not.
+    rendered = m["flat_fraction"] > t.max_flat_fraction and m["blur_px"] <= t.blur_px
+    return (
+        rendered
+        or m["stroke_fraction"] > t.max_stroke_fraction
+        or m["rectilinear_fraction"] > t.max_rectilinear_fraction
+    )
+
+
+def _featureless(m: dict[str, float], t: Thresholds) -> bool:
+    """Nothing to see: almost no edges, and those are noise rather than a blurred picture."""
+    return m["edge_strength"] < t.min_edge_strength and m["blur_px"] <= t.blur_px
+
+
+def _colour_cast(m: dict[str, float], t: Thresholds) -> bool:
+    return (
+        not t.cast_min_hue_deg <= m["cast_hue_deg"] <= t.cast_max_hue_deg
+        or m["mean_b"] < t.cast_min_b
+    )
+
+
+def _badly_framed(m: dict[str, float], t: Thresholds) -> bool:
+    return (
+        (
+            m["lesion_cut_fraction"] >= t.lesion_max_cut_fraction
+            and m["lesion_contact_asymmetry"] >= t.lesion_cut_min_asymmetry
+        )
+        or m["lesion_area_fraction"] < t.lesion_min_area
+        or m["lesion_offset"] > t.lesion_max_offset
+    )
+
+
+def _result(codes: list[str], metrics: dict[str, float], lang: str) -> QualityResult:
+    problems = tuple(Problem(code, message(code, lang)) for code in codes)
+    return QualityResult(acceptable=not problems, problems=problems, metrics=metrics)
+
+
+def assess_image(
+    image: Image.Image | np.ndarray,
+    *,
+    original_size: tuple[int, int] | None = None,
+    lang: str = "fr",
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> QualityResult:
+    """Judge one photo's pixels.
+
+    ``image``: a PIL image or an RGB/grey array (``uint8``, or float in ``[0, 1]``), possibly
+    already reduced; ``original_size``: the photo's full ``(width, height)`` when ``image`` is a
+    reduced copy (it decides ``low_resolution``); ``lang``: ``fr`` or ``en`` for the messages.
+    """
+    message("blur", lang)  # fail fast on an unsupported language
+    if original_size is None:
+        if isinstance(image, Image.Image):
+            original_size = image.size
+        else:
+            original_size = (int(np.shape(image)[1]), int(np.shape(image)[0]))
+    metrics = measure(image)
+    metrics["original_width"] = float(original_size[0])
+    metrics["original_height"] = float(original_size[1])
+    return _result(decide(metrics, original_size, thresholds), metrics, lang)
+
+
+def assess_bytes(
+    data: bytes,
+    *,
+    lang: str = "fr",
+    max_bytes: int = 25 * 1024 * 1024,
+    max_pixels: int = 50_000_000,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> QualityResult:
+    """Judge an uploaded file's bytes; never raises for a bad file.
+
+    The photo is decoded straight at about :data:`WORKING_SIDE` (JPEG draft mode), which is all
+    the checks look at. A file :mod:`pipeline.intake` refuses becomes a result with the single
+    problem ``unreadable_file``, whose message adds the intake's reason.
+    """
+    message("blur", lang)
+    try:
+        decoded = decode_image(
+            data, max_bytes=max_bytes, max_pixels=max_pixels, max_side=WORKING_SIDE
+        )
+    except IntakeError as exc:
+        logger.info("unreadable upload: %s (%s)", exc.code, exc.message)
+        advice = message("unreadable_file", lang)
+        reason = exc.message if lang == "en" else _INTAKE_REASONS_FR.get(exc.code, exc.message)
+        problem = Problem("unreadable_file", f"{advice} ({reason})")
+        return QualityResult(acceptable=False, problems=(problem,), metrics={})
+    return assess_image(
+        decoded.image, original_size=decoded.original_size, lang=lang, thresholds=thresholds
+    )
+
+
+#: The intake's refusal reasons in French, by :class:`~pipeline.intake.IntakeError` code.
+_INTAKE_REASONS_FR = {
+    "empty": "le fichier est vide",
+    "too_large": "le fichier dépasse la taille maximale",
+    "not_an_image": "le contenu n'est pas une image",
+    "unsupported_format": "format d'image non pris en charge",
+    "corrupt": "fichier tronqué ou endommagé",
+    "decompression_bomb": "image aux dimensions démesurées",
+}

@@ -1,0 +1,268 @@
+"""Measurements behind the photo-quality checks: pure functions from pixels to numbers.
+
+Every function takes the *working* image made by :func:`working_rgb` (RGB ``float32`` in
+``[0, 1]``, shape ``(H, W, 3)``, long side at most a fixed working size) so the same threshold
+means the same thing for a 224 px dermoscopy crop and a 12-MP phone photo. Nothing here decides
+whether a photo is acceptable: :mod:`pipeline.quality` does, from these numbers.
+
+Conventions: ``y`` is luma (Rec. 601) in ``[0, 1]``; ``fov`` is the boolean mask of the lit field
+of view (the whole frame for a phone photo, the disc inside a dermatoscope's dark vignette).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+#: Luma below which a pixel counts as part of a dermatoscope's black surround.
+VIGNETTE_LUMA = 0.12
+#: Long side at which the lesion is segmented and colours are summarised: coarse shape and
+#: colour statistics do not need more pixels, and this keeps them cheap.
+SUMMARY_SIDE = 160
+
+
+def working_rgb(image: Image.Image | np.ndarray, working_side: int) -> np.ndarray:
+    """RGB ``float32`` in ``[0, 1]``, long side reduced to ``working_side`` (never enlarged).
+
+    Accepts a PIL image (any mode) or an ``(H, W)``/``(H, W, 3|4)`` array, ``uint8`` or float in
+    ``[0, 1]``. Area averaging is used for the reduction, as a camera's own downscaler would.
+    """
+    if isinstance(image, Image.Image):
+        array = np.asarray(image.convert("RGB"))
+    else:
+        array = np.asarray(image)
+        if array.ndim == 2:
+            array = np.repeat(array[:, :, None], 3, axis=2)
+        if array.ndim != 3 or array.shape[2] not in (3, 4):
+            raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) array, got {array.shape}")
+        array = array[:, :, :3]
+        if array.dtype != np.uint8:
+            array = np.clip(np.asarray(array, dtype=np.float32) * 255.0 + 0.5, 0, 255)
+            array = array.astype(np.uint8)
+    height, width = array.shape[:2]
+    if height < 2 or width < 2:
+        raise ValueError(f"image too small to assess: {width} x {height}")
+    scale = working_side / max(height, width)
+    if scale < 1.0:
+        size = (max(2, round(width * scale)), max(2, round(height * scale)))
+        array = cv2.resize(np.ascontiguousarray(array), size, interpolation=cv2.INTER_AREA)
+    return array.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma, the brightness a viewer perceives, in ``[0, 1]``."""
+    return rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+def srgb_to_linear(values: np.ndarray | float) -> np.ndarray:
+    """sRGB code values to linear light, where exposure steps (EV) are factors of two."""
+    v = np.asarray(values, dtype=np.float32)
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def resize_long_side(array: np.ndarray, side: int) -> np.ndarray:
+    """Area-average ``array`` so its long side is at most ``side``."""
+    height, width = array.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1.0:
+        return array
+    size = (max(2, round(width * scale)), max(2, round(height * scale)))
+    return cv2.resize(array, size, interpolation=cv2.INTER_AREA)
+
+
+def field_of_view(y: np.ndarray) -> tuple[np.ndarray, float]:
+    """The lit field of view and the fraction of the frame outside it (the vignette).
+
+    A dermatoscope images the skin through a circular window, leaving black corners. Those pixels
+    are dark without the photo being under-exposed, so exposure must be measured inside the disc.
+    The vignette is the near-black region connected to the frame's edge, accepted only if it fills
+    at least two corners (a dark lesion touching one edge is not a vignette) and leaves a lit
+    field of at least a quarter of the frame (otherwise the whole photo is simply dark).
+    """
+    full = np.ones_like(y, dtype=bool)
+    small = resize_long_side(y, SUMMARY_SIDE)  # the rim is a coarse shape: find it small
+    height, width = small.shape
+    smooth = cv2.GaussianBlur(small, (0, 0), max(1.0, 0.01 * max(height, width)))
+    dark = (smooth < VIGNETTE_LUMA).astype(np.uint8)
+    if not dark.any():
+        return full, 0.0
+    _, labels = cv2.connectedComponents(dark, connectivity=8)
+    edge_labels = np.unique(
+        np.concatenate([labels[0, :], labels[-1, :], labels[:, 0], labels[:, -1]])
+    )
+    edge_labels = edge_labels[edge_labels != 0]
+    if edge_labels.size == 0:
+        return full, 0.0
+    vignette = np.isin(labels, edge_labels)
+    patch = max(2, min(height, width) // 40)
+    corners = (
+        vignette[:patch, :patch],
+        vignette[:patch, -patch:],
+        vignette[-patch:, :patch],
+        vignette[-patch:, -patch:],
+    )
+    dark_corners = sum(float(corner.mean()) > 0.5 for corner in corners)
+    if dark_corners < 2 or vignette.mean() > 0.75:
+        return full, 0.0
+    fov = cv2.resize(
+        (~vignette).astype(np.uint8), (y.shape[1], y.shape[0]), interpolation=cv2.INTER_NEAREST
+    ).astype(bool)
+    return fov, float(1.0 - fov.mean())
+
+
+def interior(fov: np.ndarray, margin: int) -> np.ndarray:
+    """The field of view shrunk by ``margin`` pixels from its rim and from the frame's edge,
+    where filters see the vignette's hard edge or the padding; the whole frame if that leaves
+    almost nothing."""
+    shrunk = cv2.erode(fov.astype(np.uint8), np.ones((2 * margin + 1, 2 * margin + 1), np.uint8))
+    shrunk[:margin, :] = 0
+    shrunk[-margin:, :] = 0
+    shrunk[:, :margin] = 0
+    shrunk[:, -margin:] = 0
+    mask = shrunk.astype(bool)
+    return mask if mask.sum() >= 64 else np.ones_like(fov, dtype=bool)
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """Brightness of the lit field. ``exposure_ev`` is the skin's brightness in stops relative to
+    a well-exposed skin tone (0 is right, -2 is four times too little light)."""
+
+    exposure_ev: float
+    median_luma: float
+    dark_fraction: float
+    white_fraction: float
+
+
+#: Linear-light brightness of well-exposed skin at the 90th percentile of the field (sRGB ~0.70).
+_REFERENCE_SKIN_LINEAR = 0.45
+
+
+def exposure(rgb: np.ndarray, y: np.ndarray, fov: np.ndarray) -> Exposure:
+    """Exposure measured on the field of view only.
+
+    The 90th percentile of luma stands for the surrounding skin (the lesion is darker and may fill
+    half the frame), and is compared with a well-exposed skin tone in linear light so the result
+    reads in photographic stops.
+    """
+    step = 2 if y.size > 200_000 else 1  # a quarter of the pixels gives the same percentiles
+    inside = y[::step, ::step][fov[::step, ::step]]
+    p90 = float(np.percentile(inside, 90))
+    ev = math.log2(max(float(srgb_to_linear(p90)), 1e-4) / _REFERENCE_SKIN_LINEAR)
+    white = channel_min(rgb[::step, ::step]) >= 0.94
+    return Exposure(
+        exposure_ev=ev,
+        median_luma=float(np.median(inside)),
+        dark_fraction=float((inside < 0.08).mean()),
+        white_fraction=float(white[fov[::step, ::step]].mean()),
+    )
+
+
+@dataclass(frozen=True)
+class Sharpness:
+    """Estimated blur, as the Gaussian sigma (in working pixels) an ideal edge would need to look
+    like this photo's edges: ``blur_px`` averaged over directions, ``blur_max_px`` in the worst
+    direction (motion smears one direction only), and their difference ``blur_anisotropy_px``."""
+
+    blur_px: float
+    blur_max_px: float
+    blur_anisotropy_px: float
+    edge_strength: float
+
+
+_SIGMA_FINE = 1.0
+_SIGMA_COARSE = 2.0
+_ANGLES = np.linspace(0.0, math.pi, 12, endpoint=False)
+
+
+def _gradient_tensor(y: np.ndarray, sigma: float, mask: np.ndarray) -> np.ndarray:
+    """Mean structure tensor ``(<gx^2>, <gx gy>, <gy^2>)`` of ``y`` smoothed by ``sigma``."""
+    smooth = cv2.GaussianBlur(y, (0, 0), sigma)
+    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)[mask]
+    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)[mask]
+    return np.array([np.mean(gx * gx), np.mean(gx * gy), np.mean(gy * gy)], dtype=np.float64)
+
+
+def _blur_from_ratio(ratio: np.ndarray) -> np.ndarray:
+    """Invert the energy ratio of an ideal edge blurred by sigma_b, seen at two smoothing scales.
+
+    A step edge smoothed by a total sigma ``s`` has gradient energy proportional to ``1 / s``, so
+    ``E(coarse) / E(fine) = sqrt((b^2 + f^2) / (b^2 + c^2))``; solving for ``b`` gives the edge's
+    own blur whatever its contrast. Fine texture makes the ratio lower, i.e. reads as sharper.
+    """
+    r2 = np.clip(ratio, 0.0, 0.995) ** 2
+    c2, f2 = _SIGMA_COARSE**2, _SIGMA_FINE**2
+    return np.sqrt(np.clip((r2 * c2 - f2) / (1.0 - r2), 0.0, None))
+
+
+def sharpness(y: np.ndarray, fov: np.ndarray) -> Sharpness:
+    """Focus and motion blur, independent of contrast and measured where the picture is.
+
+    Gradients are taken after smoothing at two scales; how much energy the coarser smoothing
+    removes says how sharp the edges were, per direction (from the 2x2 structure tensor, so any
+    motion angle is covered). Pixels near the frame and the vignette's rim are left out: that rim
+    is a hard edge whatever the focus.
+    """
+    mask = interior(fov, math.ceil(3 * _SIGMA_COARSE) + 2)
+    fine = _gradient_tensor(y, _SIGMA_FINE, mask)
+    coarse = _gradient_tensor(y, _SIGMA_COARSE, mask)
+    cos, sin = np.cos(_ANGLES), np.sin(_ANGLES)
+    e_fine = fine[0] * cos**2 + 2 * fine[1] * cos * sin + fine[2] * sin**2
+    e_coarse = coarse[0] * cos**2 + 2 * coarse[1] * cos * sin + coarse[2] * sin**2
+    blur = _blur_from_ratio(np.sqrt(e_coarse / np.maximum(e_fine, 1e-12)))
+    overall = _blur_from_ratio(
+        np.array([math.sqrt((coarse[0] + coarse[2]) / max(fine[0] + fine[2], 1e-12))])
+    )
+    return Sharpness(
+        blur_px=float(overall[0]),
+        blur_max_px=float(blur.max()),
+        blur_anisotropy_px=float(blur.max() - blur.min()),
+        edge_strength=float(math.sqrt(max(fine[0] + fine[2], 0.0))),
+    )
+
+
+@dataclass(frozen=True)
+class Highlights:
+    """Specular glare: small near-white spots much brighter than the skin around them."""
+
+    glare_fraction: float
+
+
+def channel_min(rgb: np.ndarray) -> np.ndarray:
+    """Per-pixel minimum of R, G and B (high only for white light). Written with ``np.minimum``
+    because numpy's ``min(axis=2)`` over three channels is many times slower."""
+    return np.minimum(np.minimum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+
+
+def channel_max(rgb: np.ndarray) -> np.ndarray:
+    """Per-pixel maximum of R, G and B (see :func:`channel_min`)."""
+    return np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2])
+
+
+#: Long side at which glare spots are looked for: spots that matter span several pixels there.
+_GLARE_SIDE = 384
+
+
+def highlights(rgb: np.ndarray, y: np.ndarray, fov: np.ndarray) -> Highlights:
+    """Fraction of the field covered by specular highlights.
+
+    A highlight is near-white in every channel (light reflected, not skin colour) *and* stands
+    out from its neighbourhood (morphological top-hat), which separates glare spots from skin that
+    is merely pale or from an over-exposed photo, where everything is bright.
+    """
+    white = (channel_min(rgb) >= 0.86) & fov
+    if not white.any():
+        return Highlights(glare_fraction=0.0)
+    small = resize_long_side(y, _GLARE_SIDE)
+    codes = np.clip(small * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    radius = max(2, round(0.03 * max(small.shape)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    tophat = cv2.morphologyEx(codes, cv2.MORPH_TOPHAT, kernel)
+    if tophat.shape != y.shape:
+        tophat = cv2.resize(tophat, (y.shape[1], y.shape[0]), interpolation=cv2.INTER_LINEAR)
+    spots = white & (tophat >= 31)  # 0.12 of full scale brighter than the surroundings
+    return Highlights(glare_fraction=float(spots.sum() / max(fov.sum(), 1)))
