@@ -36,7 +36,7 @@ class TrainConfig(BaseModel):
     limit_images: int | None = Field(
         default=None, ge=7, description="train on a stratified subset (tests, smoke runs)"
     )
-    num_workers: int = Field(default=2, ge=0)
+    num_workers: int = Field(default=1, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     mixed_precision: bool = Field(default=True, description="bf16 autocast; on GPU only")
     channels_last: bool = True

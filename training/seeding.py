@@ -24,6 +24,10 @@ def seed_worker(worker_id: int) -> None:
     albumentations draws from NumPy and ``random``; without this every worker would repeat the
     same augmentations, or differ from run to run.
     """
+    import cv2  # albumentations' engine; its own thread pool would fight the main process's
+
+    cv2.setNumThreads(0)
+    torch.set_num_threads(1)
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed + worker_id)
     random.seed(worker_seed + worker_id)

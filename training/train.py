@@ -175,8 +175,15 @@ def train(
     registered_model_name: str = "dermtriage-classifier",
     user: str = "unknown",
     resume: bool = False,
+    finalize: bool = False,
 ) -> TrainResult:
-    """Train, calibrate, evaluate and log one model; register it when ``config.register``."""
+    """Train, calibrate, evaluate and log one model; register it when ``config.register``.
+
+    ``resume`` continues from the last checkpoint in ``work_dir``. ``finalize`` (implies resume)
+    runs no more epochs: it calibrates, evaluates and logs the best checkpoint so far, for a run
+    that had to be stopped early; the epochs it did run are in its logged history.
+    """
+    resume = resume or finalize
     generator = seed_everything(config.seed)
     device = resolve_device(config.device)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -228,7 +235,11 @@ def train(
             mlflow.set_tag("dataset_digest", digest)
             tracking.log_split(data.split, config.seed)
 
-        for epoch in range(start_epoch, config.epochs):
+        if finalize:
+            if start_epoch == 0:
+                raise ValueError(f"nothing to finalize: no checkpoint in {work_dir}")
+            mlflow.set_tag("stopped_after_epoch", str(start_epoch))
+        for epoch in range(start_epoch, config.epochs if not finalize else start_epoch):
             network.train()
             started, seen, total_loss = time.perf_counter(), 0, 0.0
             batches = tqdm(

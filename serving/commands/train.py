@@ -23,6 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     parser.add_argument("--work-dir", type=Path, default=None, help="checkpoints (resume)")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument(
+        "--finalize",
+        action="store_true",
+        help="stop an interrupted run: calibrate, evaluate and log its best checkpoint",
+    )
     parser.add_argument("--no-register", action="store_true", help="log the run only")
     parser.add_argument("--export", type=Path, default=None, help="also write a model folder")
     parser.set_defaults(func=run)
@@ -51,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         registered_model_name=settings.registered_model_name,
         user=getpass.getuser(),
         resume=args.resume,
+        finalize=args.finalize,
     )
     if args.export:
         export_model_dir(result, config, args.export, dataset_dir=settings.dataset_dir)
