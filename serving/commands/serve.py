@@ -1,17 +1,46 @@
-"""``dermtriage serve``: start the web service on the configured host and port."""
+"""``dermtriage serve``: prepare a working installation, then run the web service.
+
+Before the first request it makes sure the installation can serve: the data folder exists, the
+MLflow registry has a champion (the shipped model, registered on first start), and the demo cases
+are seeded. Each step does nothing when its work is already done, so a restart is cheap.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 
-from serving.settings import get_settings
+from serving.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="run the web service")
     parser.add_argument("--host", default=None, help="default: DERMTRIAGE_HOST")
     parser.add_argument("--port", type=int, default=None, help="default: DERMTRIAGE_PORT")
+    parser.add_argument("--no-demo", action="store_true", help="do not seed the demo cases")
     parser.set_defaults(func=run)
+
+
+def prepare(settings: Settings, *, demo: bool) -> None:
+    """First-start work: data folder, a champion model in the registry, the demo cases."""
+    from training.bootstrap import register_shipped_model
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    champion = register_shipped_model(
+        settings.shipped_model_dir,
+        tracking_uri=settings.tracking_uri,
+        registered_model_name=settings.registered_model_name,
+        artifact_root=None if settings.mlflow_tracking_uri else settings.artifact_root,
+        dataset_dir=settings.dataset_dir,
+    )
+    logger.info("champion model: %s version %s", settings.registered_model_name, champion)
+    if demo:
+        from serving.demo import seed_demo
+
+        created = seed_demo(settings)
+        logger.info("demo cases created: %d", created)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -20,10 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from serving.app import create_app
 
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-    )
+    prepare(settings, demo=not args.no_demo)
+    host, port = args.host or settings.host, args.port or settings.port
+    logger.info("DermTriage at http://%s:%d", host, port)
+    uvicorn.run(create_app(settings), host=host, port=port)
     return 0
