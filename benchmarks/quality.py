@@ -20,6 +20,7 @@ import platform
 import statistics
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,11 +125,13 @@ def detection_table(images: Sequence[np.ndarray], seed: int) -> pd.DataFrame:
     for index, condition in enumerate(CONDITIONS):
         rng = np.random.default_rng(seed + index)
         hits = rejected = 0
+        raised: Counter[str] = Counter()
         for rgb in images:
             picture = rgb if condition.make is None else condition.make(rgb, condition.value, rng)
             result = assess_bytes(synthetic.jpeg_bytes(picture))
             rejected += not result.acceptable
             hits += condition.code in result.codes if condition.code else 0
+            raised.update(result.codes)
         rows.append(
             {
                 "defect": condition.defect,
@@ -137,6 +140,7 @@ def detection_table(images: Sequence[np.ndarray], seed: int) -> pd.DataFrame:
                 "reject": "yes" if condition.reject else "",
                 "detected": hits / len(images) if condition.code else None,
                 "rejected": rejected / len(images),
+                "codes raised": ", ".join(f"{c} {k}" for c, k in raised.most_common(3)),
                 "n": len(images),
             }
         )

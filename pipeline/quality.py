@@ -298,7 +298,7 @@ def assess_bytes(
             data, max_bytes=max_bytes, max_pixels=max_pixels, max_side=WORKING_SIDE
         )
     except IntakeError as exc:
-        logger.info("unreadable upload: %s (%s)", exc.code, exc.message)
+        logger.debug("unreadable upload: %s (%s)", exc.code, exc.message)
         advice = message("unreadable_file", lang)
         reason = exc.message if lang == "en" else _INTAKE_REASONS_FR.get(exc.code, exc.message)
         problem = Problem("unreadable_file", f"{advice} ({reason})")
