@@ -248,13 +248,15 @@ def lesion(rgb: np.ndarray, fov: np.ndarray) -> Lesion:
         norm = np.maximum(np.hypot(vx, vy), 1e-6)
         asymmetry = float(np.hypot((vx / norm).mean(), (vy / norm).mean()))
     # The outline of the lesion as seen in the frame: pixels of the mask with a neighbour outside
-    # it, counting the frame beyond the field as outside; the part of it on the field's rim is
-    # where the frame, not the lesion's border, ends the lesion.
+    # it, counting beyond the frame as outside; the part of it on the photo's edge is where the
+    # frame, not the lesion's border, ends the lesion. A dermatoscope's round rim is not counted:
+    # its field is what the device shows, and lesions often reach it in accepted photos.
     padded = np.pad(mask.astype(np.uint8), 1)
     outline = mask & ~cv2.erode(padded, np.ones((3, 3), np.uint8))[1:-1, 1:-1].astype(bool)
-    outer = small_fov & ~cv2.erode(
-        np.pad(small_fov.astype(np.uint8), 1), np.ones((5, 5), np.uint8)
-    )[1:-1, 1:-1].astype(bool)
+    outer = np.zeros_like(mask)
+    outer[:2, :] = outer[-2:, :] = True
+    outer[:, :2] = outer[:, -2:] = True
+    outer &= small_fov
     cut_fraction = float((outline & outer).sum() / max(outline.sum(), 1))
     return Lesion(
         cut_fraction=cut_fraction,
