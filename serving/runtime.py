@@ -53,7 +53,13 @@ def build_runtime(
     worker = ScoringWorker(
         database,
         store,
-        load_predictor or default_predictor_loader(settings.model_uri, settings.tracking_uri),
+        load_predictor
+        or default_predictor_loader(
+            settings.model_uri,
+            settings.tracking_uri,
+            settings.engine_config(),
+            settings.model_check_seconds,
+        ),
         clock=clock,
         poll_seconds=settings.scoring_poll_seconds,
     )

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
@@ -36,6 +36,9 @@ from serving.db.models import Case, Event, Score
 from serving.db.session import Database
 from serving.storage import PhotoStore
 from serving.users import SYSTEM
+
+if TYPE_CHECKING:
+    from models.engine import EngineConfig
 
 logger = logging.getLogger(__name__)
 
@@ -313,12 +316,23 @@ class ScoringWorker:
         logger.warning("case %s could not be scored (will retry): %s", case_id, error)
 
 
-def default_predictor_loader(model_uri: str, tracking_uri: str) -> Callable[[], PredictorLike]:
-    """Load the registered champion through MLflow, the way the rest of the service does."""
+def default_predictor_loader(
+    model_uri: str,
+    tracking_uri: str,
+    engine_config: EngineConfig | None = None,
+    check_seconds: float = 30.0,
+) -> Callable[[], PredictorLike]:
+    """The registered champion through MLflow, served by the inference engine and swapped in
+    place when the alias moves (:class:`models.live_model.LiveModel`)."""
 
     def load() -> PredictorLike:
-        from models.predictor import Predictor
+        from models.live_model import LiveModel
 
-        return Predictor.load(model_uri, tracking_uri=tracking_uri)
+        return LiveModel(
+            model_uri,
+            tracking_uri=tracking_uri,
+            engine_config=engine_config,
+            check_seconds=check_seconds,
+        )
 
     return load

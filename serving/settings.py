@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from models.engine import EngineConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,6 +50,24 @@ class Settings(BaseSettings):
     inference_batch_size: int = Field(default=32, gt=0)
     inference_max_wait_ms: float = Field(default=10.0, ge=0)
     torch_threads: int = Field(default=0, ge=0, description="0 means torch's own choice.")
+    inference_device: Literal["auto", "cpu", "cuda"] = "auto"
+    inference_compile: bool = False
+    model_check_seconds: float = Field(
+        default=30.0, ge=0, description="how often the service asks whether the champion moved"
+    )
+
+    def engine_config(self) -> EngineConfig:
+        """The inference engine's settings (batching, device, threads)."""
+        from models.engine import EngineConfig
+
+        return EngineConfig(
+            max_batch_size=self.inference_batch_size,
+            max_wait_ms=self.inference_max_wait_ms,
+            device=self.inference_device,
+            compile=self.inference_compile,
+            threads=self.torch_threads,
+        )
+
     review_deadline_hours: float = Field(
         default=48.0, gt=0, description="The service's promise: first reading within this delay."
     )
