@@ -27,8 +27,8 @@ test: $(TEST_STAMP) system-test-deps lint
 	$(BIN)/pytest
 
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff check --no-cache .
+	$(BIN)/ruff format --no-cache --check .
 
 format: $(TEST_STAMP)
 	$(BIN)/ruff format .

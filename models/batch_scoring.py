@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
-from pipeline.quality import QualityResult, assess_image
 
 from models.network import CLASSES
 from models.predictor import Prediction, Predictor
 from pipeline.intake import IntakeError, decode_image
+from pipeline.quality import QualityResult, assess_image
 
 logger = logging.getLogger(__name__)
 

@@ -29,6 +29,17 @@ def require_tool(found: bool, what: str) -> None:
     pytest.skip(f"{what} not installed (scripts/system-test-deps.sh installs it)")
 
 
+@pytest.fixture(autouse=True)
+def _isolated_mlflow_uris() -> Iterator[None]:
+    """Training points MLflow's process-wide URIs at its store; no test may inherit another's."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    tracking, registry = tracking_utils._tracking_uri, registry_utils._registry_uri
+    yield
+    tracking_utils._tracking_uri, registry_utils._registry_uri = tracking, registry
+
+
 @pytest.fixture(scope="session")
 def dataset_dir() -> Path:
     """The real derm-dev data set (read-only), located through the settings."""

@@ -305,10 +305,10 @@ def train(
         result.run_id = run.info.run_id
         result.history = history
         if config.register:
-            from training.registry import register_version
+            from training.registry import open_client, register_version
 
             version = register_version(
-                mlflow.MlflowClient(tracking_uri=tracking_uri),
+                open_client(tracking_uri),
                 registered_model_name,
                 result.model_uri,
                 metrics=result.test_metrics,

@@ -19,13 +19,13 @@ from tests.conftest import TinyRun
 from training.bootstrap import current_champion, register_shipped_model
 from training.evaluate import evaluate_model_uri
 from training.export import load_model_dir
-from training.registry import GatePolicy, promote
+from training.registry import GatePolicy, open_client, promote
 
 NAME = "dermtriage-classifier"
 
 
 def test_a_run_logs_what_an_auditor_needs(tiny_run: TinyRun) -> None:
-    client = mlflow.MlflowClient(tracking_uri=tiny_run.tracking_uri)
+    client = open_client(tiny_run.tracking_uri)
     run = client.get_run(tiny_run.result.run_id)
     assert run.data.params["backbone"] == "efficientnet_lite0"
     assert "val_malignant_auroc" in run.data.metrics
@@ -49,7 +49,7 @@ def test_the_split_is_saved_and_lesion_disjoint(tiny_run: TinyRun) -> None:
 def test_promotion_then_scoring_a_folder_with_the_champion(
     tiny_run: TinyRun, tmp_path: Path, derm_images: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = mlflow.MlflowClient(tracking_uri=tiny_run.tracking_uri)
+    client = open_client(tiny_run.tracking_uri)
 
     def evaluate(uri: str) -> dict[str, float]:
         return evaluate_model_uri(
@@ -121,6 +121,6 @@ def test_a_fresh_store_makes_the_shipped_model_its_champion_once(
     )
     assert register_shipped_model(tiny_run.model_dir, **kwargs) == "1"
     assert register_shipped_model(tiny_run.model_dir, **kwargs) == "1"  # idempotent
-    client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+    client = open_client(tracking_uri)
     version = client.get_model_version(NAME, "1")
     assert version.tags["promoted_by"] == "dermtriage-bootstrap"
