@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 
 class TrainConfig(BaseModel):
@@ -41,7 +41,11 @@ class TrainConfig(BaseModel):
     mixed_precision: bool = Field(default=True, description="bf16 autocast; on GPU only")
     channels_last: bool = True
     compile: bool = False
-    register: bool = True
+    register_model: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("register_model", "register"),
+        description="register the run's model in the MLflow registry (older configs say register)",
+    )
     experiment_name: str = "dermtriage-classifier"
     progress: bool = True
 

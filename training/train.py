@@ -177,7 +177,7 @@ def train(
     resume: bool = False,
     finalize: bool = False,
 ) -> TrainResult:
-    """Train, calibrate, evaluate and log one model; register it when ``config.register``.
+    """Train, calibrate, evaluate and log one model; register it when ``config.register_model``.
 
     ``resume`` continues from the last checkpoint in ``work_dir``. ``finalize`` (implies resume)
     runs no more epochs: it calibrates, evaluates and logs the best checkpoint so far, for a run
@@ -304,7 +304,7 @@ def train(
         result = _calibrate_evaluate_log(config, network, data, device, weights)
         result.run_id = run.info.run_id
         result.history = history
-        if config.register:
+        if config.register_model:
             from training.registry import open_client, register_version
 
             version = register_version(

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         image_size=args.image_size,
         device=args.device,
-        register=False if args.no_register else None,
+        register_model=False if args.no_register else None,
     )
     work_dir = args.work_dir or settings.data_dir / "training" / args.config.stem
     result = train(
