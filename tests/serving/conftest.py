@@ -18,6 +18,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -127,3 +128,26 @@ def clean_photos(derm_images: list[Path]) -> list[Path]:
     ]
     assert len(clean) >= 4, "the quality checks reject too much of the derm-dev sample"
     return clean
+
+
+# --- signing in: the ONE way tests act as a user ------------------------------------------------
+
+
+def sign_in(client: Any, user_id: str) -> dict[str, str]:
+    """Sign ``user_id`` (a demo account id such as ``"dr-martin"``) in on a ``TestClient``.
+
+    The client is left signed in as that user for the requests that follow (pages, forms), and
+    the returned headers make any single request act as that user whatever else the client holds
+    (``client.get(url, headers=sign_in(client, "dr-leroy"))``), so one client can play several
+    people. Every test that needs a signed-in user goes through here, so the way sign-in works can
+    change in one place.
+    """
+    client.cookies.set("dermtriage_user", user_id)
+    return {"Cookie": f"dermtriage_user={user_id}"}
+
+
+def sign_in_page(page: Any, base_url: str, user_id: str) -> None:
+    """Sign ``user_id`` in on a Playwright ``page`` of a live server at ``base_url``, through the
+    sign-in page as a person would, and land on that user's home page."""
+    page.goto(f"{base_url}/login")
+    page.click(f"button[data-user='{user_id}']")
