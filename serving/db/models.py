@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -70,6 +71,12 @@ class Case(Base):
     """A request for a dermatologist's opinion: questionnaire, photos, workflow state."""
 
     __tablename__ = "cases"
+    # One case per (requester, Idempotency-Key): a retried upload finds its first attempt's case.
+    __table_args__ = (
+        UniqueConstraint(
+            "requester_id", "idempotency_key", name="uq_cases_requester_idempotency_key"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     status: Mapped[str] = mapped_column(String(32), index=True)
@@ -85,9 +92,14 @@ class Case(Base):
     scoring_attempts: Mapped[int] = mapped_column(Integer, default=0)
     scoring_error: Mapped[str | None] = mapped_column(Text)
     next_scoring_at: Mapped[datetime | None]
+    # The durable scoring queue's lease: a worker that dies mid-score leaves a lease that expires.
+    scoring_claimed_at: Mapped[datetime | None]
+    scoring_lease_until: Mapped[datetime | None]
     scored_at: Mapped[datetime | None]
     first_read_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    request_sha256: Mapped[str | None] = mapped_column(String(64))
 
     photos: Mapped[list[Photo]] = relationship(
         back_populates="case", order_by="Photo.position", cascade="all, delete-orphan"
