@@ -10,7 +10,6 @@ import csv
 import shutil
 from pathlib import Path
 
-import mlflow
 import pytest
 
 from serving.cli import main
