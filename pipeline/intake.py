@@ -40,6 +40,25 @@ _OTHER_IMAGE_MAGIC = (
     (b"MM\x00*", "TIFF"),
 )
 
+#: What a French-speaking GP reads for each refusal code (the English is the error's message).
+INTAKE_MESSAGES_FR = {
+    "empty": "Le fichier est vide.",
+    "too_large": "Le fichier dépasse la taille maximale autorisée.",
+    "not_an_image": "Le fichier n'est pas une image (son contenu n'est ni JPEG, ni PNG, ni HEIC, "
+    "quel que soit son nom).",
+    "unsupported_format": "Format d'image non pris en charge : "
+    "envoyez une photo JPEG, PNG ou HEIC.",
+    "corrupt": "Le fichier est tronqué ou endommagé : "
+    "ses pixels ne peuvent pas être lus en entier.",
+    "decompression_bomb": "L'image annonce un nombre de pixels démesuré ; "
+    "elle n'a pas été décodée.",
+    "trailing_data": "Le fichier contient d'autres données après la fin de l'image (fichier "
+    "composite) : exportez la photo d'origine en JPEG simple.",
+}
+
+#: Bytes a camera may pad a file with after the image ends; anything else there is refused.
+_PADDING = frozenset(b"\x00\xff")
+
 #: EXIF orientations that swap width and height (rotations by 90 or 270 degrees).
 _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION_TAG = 0x0112
@@ -49,13 +68,19 @@ class IntakeError(ValueError):
     """An upload we refuse, with a stable machine ``code`` and an English sentence for people.
 
     Codes: ``empty``, ``too_large``, ``not_an_image``, ``unsupported_format``, ``corrupt``,
-    ``decompression_bomb``.
+    ``decompression_bomb``, ``trailing_data``.
     """
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+
+    def text(self, lang: str) -> str:
+        """The refusal for a person reading ``lang`` (``fr`` or ``en``; English otherwise)."""
+        if lang == "fr":
+            return INTAKE_MESSAGES_FR.get(self.code, self.message)
+        return self.message
 
     def __repr__(self) -> str:
         return f"IntakeError(code={self.code!r}, message={self.message!r})"
@@ -121,6 +146,110 @@ def sniff_format(data: bytes) -> str:
     )
 
 
+def _jpeg_end(data: bytes) -> int | None:
+    """Offset just past the JPEG's end-of-image marker, walking its segments; ``None`` when the
+    structure cannot be followed (a truncated or damaged file: the decoder then says why).
+
+    Walking the segments (rather than searching for ``FF D9``) matters: an EXIF thumbnail holds
+    an end-of-image marker of its own, and an appended JPEG would hold the last one.
+    """
+    size = len(data)
+    i = 2  # past SOI
+    while i < size:
+        if data[i] != 0xFF:
+            return None
+        while i < size and data[i] == 0xFF:  # fill bytes before a marker
+            i += 1
+        if i >= size:
+            return None
+        marker = data[i]
+        i += 1
+        if marker == 0xD9:  # EOI
+            return i
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # TEM, RSTn: no length
+            continue
+        if i + 2 > size:
+            return None
+        length = int.from_bytes(data[i : i + 2], "big")
+        if length < 2:
+            return None
+        i += length
+        if marker == 0xDA:  # SOS: entropy-coded data runs to the next real marker
+            while True:
+                j = data.find(b"\xff", i)
+                if j < 0 or j + 1 >= size:
+                    return None
+                following = data[j + 1]
+                if following == 0x00 or 0xD0 <= following <= 0xD7:
+                    i = j + 2  # stuffed byte or restart marker: still scan data
+                elif following == 0xFF:
+                    i = j + 1
+                else:
+                    i = j
+                    break
+    return None
+
+
+def _png_end(data: bytes) -> int | None:
+    """Offset just past the PNG's ``IEND`` chunk; ``None`` when the chunks cannot be followed."""
+    size = len(data)
+    i = 8
+    while i + 12 <= size:
+        length = int.from_bytes(data[i : i + 4], "big")
+        kind = data[i + 4 : i + 8]
+        i += 12 + length
+        if kind == b"IEND":
+            return i if i <= size else None
+    return None
+
+
+def _bmff_end(data: bytes) -> int:
+    """Offset where the ISO-BMFF (HEIF) top-level boxes stop making sense: the file's length
+    for a clean file, earlier when something that is not a box follows the last one."""
+    size = len(data)
+    i = 0
+    while i + 8 <= size:
+        box_size = int.from_bytes(data[i : i + 4], "big")
+        kind = data[i + 4 : i + 8]
+        if not all(0x20 <= byte <= 0x7E for byte in kind):
+            return i
+        header = 8
+        if box_size == 0:  # the last box, running to the end of the file
+            return size
+        if box_size == 1:
+            if i + 16 > size:
+                return i
+            box_size, header = int.from_bytes(data[i + 8 : i + 16], "big"), 16
+        if box_size < header or i + box_size > size:
+            return i
+        i += box_size
+    return i
+
+
+def _check_trailing_data(data: bytes, fmt: str) -> None:
+    """Refuse a polyglot: an image with a ZIP, an HTML page or a script glued after its end.
+
+    Such a file is a valid picture to an image viewer and something else to another program (a
+    "GIFAR" is a GIF that is also a Java archive). We store only a re-encoded copy, so the
+    payload would not survive, but a file that is two things at once is refused outright: a
+    phone camera never produces one. Padding with NUL or 0xFF bytes is tolerated.
+    """
+    if fmt == "JPEG":
+        end = _jpeg_end(data)
+    elif fmt == "PNG":
+        end = _png_end(data)
+    else:
+        end = _bmff_end(data)
+    if end is None or end >= len(data):
+        return  # a structure we cannot follow is the decoder's to refuse as corrupt
+    if not set(data[end:]) <= _PADDING:
+        raise IntakeError(
+            "trailing_data",
+            f"The {fmt} file carries {len(data) - end} bytes of other data after the end of the "
+            "picture (a composite file): export the original photo as a plain JPEG.",
+        )
+
+
 def _exif_orientation(image: Image.Image) -> int:
     try:
         return int(image.getexif().get(_EXIF_ORIENTATION_TAG, 1) or 1)
@@ -140,6 +269,7 @@ def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[Imag
             f"{max_bytes / 1e6:.1f} MB).",
         )
     fmt = sniff_format(data)
+    _check_trailing_data(data, fmt)
     if fmt == "HEIF":
         _register_heif()
     try:

@@ -316,4 +316,5 @@ _INTAKE_REASONS_FR = {
     "unsupported_format": "format d'image non pris en charge",
     "corrupt": "fichier tronqué ou endommagé",
     "decompression_bomb": "image aux dimensions démesurées",
+    "trailing_data": "données étrangères après la fin de l'image",
 }

@@ -7,8 +7,10 @@ import importlib
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from serving.security_headers import SecurityHeadersMiddleware
 from serving.settings import Settings, get_settings
 from serving.templating import STATIC_DIR
+from serving.uploads import RequestSizeLimitMiddleware
 
 ROUTER_MODULES = (
     "serving.routes.health",
@@ -27,4 +29,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for name in ROUTER_MODULES:
         app.include_router(importlib.import_module(name).router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Outermost last: every answer, a 413 included, leaves with the security headers.
+    app.add_middleware(
+        RequestSizeLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        default_lang=settings.language,
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
     return app

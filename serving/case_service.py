@@ -36,7 +36,7 @@ from pipeline.workflow import (
     transition,
 )
 from serving.db.models import Case, Event, Message, Photo, Report
-from serving.storage import PhotoStore
+from serving.storage import PhotoStore, write_for_session
 from serving.users import User
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,11 @@ _TEXT = {
         "en": "Message too long (at most 4000 characters).",
     },
 }
+
+
+def photo_count_text(lang: Lang) -> str:
+    """The refusal of a case with no photo or too many (also said while an upload streams)."""
+    return _TEXT["photo_count"][lang]
 
 
 def _record(
@@ -179,12 +184,17 @@ def create_case(
     max_bytes: int,
     max_pixels: int,
     lang: Lang = "fr",
+    idempotency_key: str | None = None,
+    request_sha256: str | None = None,
 ) -> Case:
     """A new case, ``submitted`` and queued for scoring; every photo is checked before any row.
 
-    Each photo is sanitised and stored (content-addressed, so a rejected request leaves at most
-    orphan blobs, never rows), and its quality is assessed and kept. A photo that fails quality is
-    still accepted (the GP was warned on the form); the case is then flagged for a human look.
+    Every photo is sanitised and its quality assessed in memory first, so a refused request
+    writes nothing. Then the files are written durably (before the caller commits the rows), and
+    if the unit of work does not commit they are removed again unless some row names them (see
+    :func:`serving.storage.write_for_session`). A photo that fails quality is still accepted (the
+    GP was warned on the form); the case is then flagged for a human look. ``idempotency_key``
+    (unique per requester) and ``request_sha256`` let a retried upload find this case.
     """
     _require_role(user, (Role.requester,), "submit a request")
     if not 1 <= len(photos) <= MAX_PHOTOS:
@@ -192,17 +202,22 @@ def create_case(
     from pipeline.quality import assess_bytes
 
     errors: dict[str, str] = {}
-    stored = []
+    prepared = []
     for index, upload in enumerate(photos):
         if upload.kind not in PHOTO_KINDS:
             errors[f"photos.{index}"] = _TEXT["photo_kind"][lang]
             continue
         try:
-            stored.append(store.ingest(upload.data, max_bytes=max_bytes, max_pixels=max_pixels))
+            prepared.append(store.prepare(upload.data, max_bytes=max_bytes, max_pixels=max_pixels))
         except IntakeError as exc:
-            errors[f"photos.{index}"] = exc.message
+            errors[f"photos.{index}"] = exc.text(lang)
     if errors:
         raise InvalidRequestError(errors)
+    qualities = [
+        assess_bytes(upload.data, lang=lang, max_bytes=max_bytes, max_pixels=max_pixels)
+        for upload in photos
+    ]
+    stored = write_for_session(session, store, prepared)
 
     case = Case(
         status=Status.submitted.value,
@@ -215,10 +230,13 @@ def create_case(
         questionnaire=questionnaire.model_dump(mode="json"),
         scoring_state=ScoringState.pending.value,
         scoring_attempts=0,
+        idempotency_key=idempotency_key,
+        request_sha256=request_sha256,
     )
     session.add(case)
-    for position, (upload, photo) in enumerate(zip(photos, stored, strict=True)):
-        quality = assess_bytes(upload.data, lang=lang, max_bytes=max_bytes, max_pixels=max_pixels)
+    for position, (upload, photo, quality) in enumerate(
+        zip(photos, stored, qualities, strict=True)
+    ):
         case.photos.append(
             Photo(
                 position=position,

@@ -1,27 +1,37 @@
 """What a route needs, as annotated types: its signature says it (``user: CurrentUser``).
 
-:func:`identify` is the one place that decides who is acting; ``CurrentUser`` (API: 401 when
-nobody) and ``PageUser`` (pages: redirect to sign-in) wrap it. For now it reads the demo user
-picked on the sign-in page from the ``dermtriage_user`` cookie; real sign-in (passwords, sessions,
-CSRF) replaces :func:`identify` and nothing else.
+:func:`identify` is the one place that decides who is acting: an ``Authorization: Bearer`` API
+token, or the browser's session cookie (``dermtriage_session``), both checked against the
+database by :mod:`serving.auth`. ``CurrentUser`` (API: 401 when nobody) and ``PageUser`` (pages:
+redirect to sign-in) wrap it and also enforce CSRF protection on unsafe cookie-authenticated
+requests (403 without the token), so no state-changing route can forget it. What the user may
+then do is :func:`pipeline.access.can`'s answer. See docs/access.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 from urllib.parse import quote
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
+from pipeline.access import Permission, can
+from serving import auth
 from serving.runtime import CaseRuntime
 from serving.settings import Settings
 from serving.storage import PhotoStore
-from serving.users import User, find_user
+from serving.users import User
 
-USER_COOKIE = "dermtriage_user"
+SESSION_COOKIE = "dermtriage_session"
+CSRF_COOKIE = "dermtriage_csrf"  # the pre-session token of the sign-in form (double submit)
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "csrf_token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LANG_COOKIE = "dermtriage_lang"
 
 
@@ -69,33 +79,126 @@ def get_now(runtime: Runtime) -> datetime:
 Now = Annotated[datetime, Depends(get_now)]
 
 
+@dataclass(frozen=True)
+class Identity:
+    """Who sent a request and how (``"bearer"`` or ``"session"``), and the secret it showed."""
+
+    user: User
+    via: Literal["bearer", "session"]
+    token: str
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def identity(request: Request) -> Identity | None:
+    """The request's signed-in identity, resolved once per request and kept on ``request.state``.
+
+    An ``Authorization: Bearer`` header wins over a session cookie; a bearer header that does not
+    resolve means nobody (it never falls back to the cookie), so a revoked API token cannot ride on
+    a browser's session.
+    """
+    if hasattr(request.state, "identity"):
+        return request.state.identity
+    found: Identity | None = None
+    bearer = _bearer(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if bearer or cookie:
+        runtime = get_runtime(request)
+        now = runtime.clock()
+        with runtime.database.session() as session:
+            if bearer:
+                user = auth.resolve_token(session, bearer, auth.TokenKind.api, now=now)
+                found = Identity(user, "bearer", bearer) if user else None
+            elif cookie:
+                user = auth.resolve_token(session, cookie, auth.TokenKind.session, now=now)
+                found = Identity(user, "session", cookie) if user else None
+    request.state.identity = found
+    if found is not None and found.via == "session":
+        request.state.csrf_token = auth.csrf_for_session(found.token)
+    return found
+
+
 def identify(request: Request) -> User | None:
-    """Who sent this request, or ``None``. The single seam that real sign-in replaces."""
-    return find_user(request.cookies.get(USER_COOKIE))
+    """Who sent this request, or ``None`` (the one place that decides who is acting)."""
+    found = identity(request)
+    return found.user if found else None
 
 
-def get_current_user(request: Request) -> User:
-    """The acting user for the JSON API: 401 when nobody is signed in."""
-    user = identify(request)
+def csrf_expected(request: Request) -> str | None:
+    """The CSRF token this browser's forms must carry: its session's, or before sign-in the
+    pre-session cookie's (double submit)."""
+    found = identity(request)
+    if found is not None and found.via == "session":
+        return auth.csrf_for_session(found.token)
+    return request.cookies.get(CSRF_COOKIE)
+
+
+async def check_csrf(request: Request, *, form_field: bool) -> None:
+    """403 for an unsafe request authenticated by cookie without the right CSRF token.
+
+    The token comes in the ``X-CSRF-Token`` header (scripts, API calls) or, for the pages' HTML
+    forms only (``form_field``), the ``csrf_token`` form field; the API never parses a body for it,
+    so its routes keep streaming their uploads. Bearer-token calls are exempt: a browser never adds
+    that header by itself, so another site cannot forge them.
+    """
+    if request.method in SAFE_METHODS:
+        return
+    found = identity(request)
+    if found is not None and found.via == "bearer":
+        return
+    given = request.headers.get(CSRF_HEADER)
+    content_type = request.headers.get("content-type", "")
+    if (
+        given is None
+        and form_field
+        and content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
+    ):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        given = value if isinstance(value, str) else None
+    if not auth.csrf_matches(csrf_expected(request), given):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "missing or invalid CSRF token")
+
+
+async def get_current_user(request: Request) -> User:
+    """The acting user for the JSON API: 401 when nobody is signed in, 403 without CSRF token
+    on an unsafe cookie-authenticated call."""
+    user = await run_in_threadpool(identify, request)
     if user is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in first")
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "sign in first", headers={"WWW-Authenticate": "Bearer"}
+        )
+    await check_csrf(request, form_field=False)
     return user
 
 
-def get_page_user(request: Request) -> User:
-    """The acting user for a page: a redirect to the sign-in page when nobody is signed in."""
-    user = identify(request)
+async def get_page_user(request: Request) -> User:
+    """The acting user for a page: a redirect to the sign-in page when nobody is signed in; a
+    form post without a valid CSRF token gets 403."""
+    user = await run_in_threadpool(identify, request)
     if user is None:
+        if request.method not in SAFE_METHODS:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "sign in first")
         target = quote(str(request.url.path), safe="/")
         raise HTTPException(
             status.HTTP_303_SEE_OTHER, headers={"Location": f"/login?next={target}"}
         )
+    await check_csrf(request, form_field=True)
     return user
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 PageUser = Annotated[User, Depends(get_page_user)]
 OptionalUser = Annotated[User | None, Depends(identify)]
+
+
+def require(permission: Permission, user: User) -> None:
+    """403 unless ``user`` holds the case-independent ``permission`` (see pipeline.access)."""
+    if not can(user, permission):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"a {user.role.value} may not do this")
 
 
 def get_lang(request: Request) -> Literal["fr", "en"]:

@@ -20,7 +20,7 @@ from fastapi import FastAPI
 from serving.db.session import Database
 from serving.scoring_worker import PredictorLike, ScoringWorker, default_predictor_loader
 from serving.settings import Settings
-from serving.storage import PhotoStore
+from serving.storage import PhotoStore, database_references
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ def build_runtime(
     database = Database(settings.sqlalchemy_url)
     database.upgrade()
     store = PhotoStore(settings.data_dir / "photos")
+    # What a crash between writing a case's files and committing its rows left behind.
+    store.sweep(database_references(database.engine), grace_seconds=settings.orphan_grace_seconds)
     worker = ScoringWorker(
         database,
         store,
@@ -62,6 +64,8 @@ def build_runtime(
         ),
         clock=clock,
         poll_seconds=settings.scoring_poll_seconds,
+        lease_seconds=settings.scoring_lease_seconds,
+        max_attempts=settings.scoring_max_attempts,
     )
     return CaseRuntime(settings, database, store, worker, clock)
 

@@ -7,13 +7,24 @@ cases oldest first, scores every photo with the calibrated classifier, stores on
 the case ``submitted -> scored`` (the case's score is its riskiest photo; see
 :attr:`serving.db.Case.case_score`).
 
+The queue is the ``cases`` table itself, so it is as durable as the cases: ``scoring_state``
+(pending, done, failed), ``scoring_attempts``, ``next_scoring_at`` (back-off), ``scoring_error``
+(the last error) and a lease (``scoring_claimed_at``, ``scoring_lease_until``). A worker *claims*
+a due case with one conditional ``UPDATE`` (only one claimer can win it, in this process or
+another) that also counts the attempt, then scores it outside any transaction, then writes the
+result in one short transaction that re-checks the case still wants a score.
+
 Failures never lose a case: a missing model, an unreadable photo or a crash in the model leaves the
 case in ``scoring_state = failed`` with the error, flagged for a human look by the priority policy,
-and it is retried after an exponential back-off (30 s, 1 min, 2 min, ... at most 1 h). The model is
-loaded lazily on first need, and loading is retried on the same schedule when it fails.
+and it is retried after an exponential back-off (30 s, 1 min, 2 min, ... at most 1 h). A worker
+killed mid-score leaves its lease, which expires (``scoring_lease_seconds``); the case is then
+claimed again. After ``max_attempts`` attempts (failures and crashes alike) the case stays
+``failed``, flagged for a human with the reason, and is no longer retried. The model is loaded
+lazily on first need, and loading is retried on the same schedule when it fails.
 
-The model is run outside any database transaction: the worker reads what it needs, scores, then
-writes the results in one short transaction that re-checks the case still wants a score.
+The structure, for whoever extends it (shadow scoring by a challenger, say): :meth:`run_once`
+finds due cases and claims them; :meth:`score_case` computes; :meth:`_record_success` /
+:meth:`_record_failure` write; nothing else touches the queue columns.
 """
 
 from __future__ import annotations
@@ -24,14 +35,15 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select, update
 
 from pipeline.priority import ScoringState
 from pipeline.workflow import Action, Status, transition
+from serving import audit
 from serving.db.models import Case, Event, Score
 from serving.db.session import Database
 from serving.storage import PhotoStore
@@ -45,6 +57,8 @@ logger = logging.getLogger(__name__)
 OVERLAY_SIDE = 448
 BASE_BACKOFF_S = 30.0
 MAX_BACKOFF_S = 3600.0
+DEFAULT_LEASE_S = 300.0
+DEFAULT_MAX_ATTEMPTS = 10
 
 
 class PredictionLike(Protocol):
@@ -115,8 +129,12 @@ class ScoringWorker:
         *,
         clock: Callable[[], datetime],
         poll_seconds: float = 2.0,
+        lease_seconds: float = DEFAULT_LEASE_S,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     ) -> None:
         self.database = database
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_attempts = max_attempts
         self.store = store
         self._load_predictor = load_predictor
         self._predictor: PredictorLike | None = None
@@ -179,28 +197,98 @@ class ScoringWorker:
         logger.info("scoring with model %s", self._predictor.version)
         return self._predictor
 
+    # -- the queue ---------------------------------------------------------------------------
+
+    def _claimable(self, now: datetime) -> Any:
+        """The SQL condition for a case this worker may claim at ``now``."""
+        return and_(
+            Case.scoring_state.in_([ScoringState.pending, ScoringState.failed]),
+            Case.scoring_attempts < self.max_attempts,
+            or_(Case.next_scoring_at.is_(None), Case.next_scoring_at <= now),
+            or_(Case.scoring_lease_until.is_(None), Case.scoring_lease_until <= now),
+        )
+
     def due_case_ids(self, limit: int = 50) -> list[int]:
-        """Cases waiting for a score whose retry time has come, oldest first."""
+        """Cases waiting for a score whose retry time has come and that nobody holds, oldest
+        first."""
         now = self.clock()
         with self.database.session() as session:
             query = (
                 select(Case.id)
-                .where(
-                    Case.scoring_state.in_([ScoringState.pending, ScoringState.failed]),
-                    or_(Case.next_scoring_at.is_(None), Case.next_scoring_at <= now),
-                )
+                .where(self._claimable(now))
                 .order_by(Case.submitted_at, Case.id)
                 .limit(limit)
             )
             return list(session.scalars(query))
 
+    def claim(self, case_id: int) -> bool:
+        """Take the lease on a due case and count the attempt; ``False`` if someone else holds it
+        or it is not due. One conditional ``UPDATE``, so two workers cannot both win."""
+        now = self.clock()
+        with self.database.session() as session:
+            result = session.execute(
+                update(Case)
+                .where(Case.id == case_id, self._claimable(now))
+                .values(
+                    scoring_claimed_at=now,
+                    scoring_lease_until=now + self.lease,
+                    scoring_attempts=Case.scoring_attempts + 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return bool(getattr(result, "rowcount", 0) == 1)
+
+    def abandon_crashed(self) -> int:
+        """Give up on cases whose last allowed attempt never finished (the worker died each
+        time): they stay ``failed``, flagged for a human, with the reason. Returns how many."""
+        now = self.clock()
+        with self.database.session() as session:
+            stuck = session.scalars(
+                select(Case).where(
+                    Case.scoring_state != ScoringState.done.value,
+                    Case.scoring_attempts >= self.max_attempts,
+                    Case.scoring_lease_until.is_not(None),
+                    Case.scoring_lease_until <= now,
+                )
+            ).all()
+            for case in stuck:
+                reason = (
+                    f"gave up after {case.scoring_attempts} attempts: the scoring worker stopped "
+                    "while scoring this case"
+                )
+                case.scoring_state = ScoringState.failed.value
+                case.scoring_error = reason
+                case.scoring_lease_until = None
+                case.next_scoring_at = None
+                session.add(
+                    Event(
+                        case=case,
+                        at=now,
+                        actor_id=SYSTEM.id,
+                        actor_role=SYSTEM.role.value,
+                        action="score_failed",
+                        detail={"error": reason, "attempt": case.scoring_attempts, "final": True},
+                    )
+                )
+                logger.warning("case %s: %s", case.id, reason)
+            return len(stuck)
+
     def run_once(self) -> int:
         """Score every due case once; returns how many were attempted."""
         with self._lock:
+            self.abandon_crashed()
             ids = self.due_case_ids()
+            attempted = 0
             for case_id in ids:
-                self.score_case(case_id)
-            return len(ids)
+                attempted += self._score_claimed(case_id)
+            return attempted
+
+    def _score_claimed(self, case_id: int) -> bool:
+        """Claim then score one case; ``False`` when another worker claimed it first."""
+        if not self.claim(case_id):
+            return False
+        self._score(case_id)
+        return True
 
     def _job(self, case_id: int) -> _Job | None:
         with self.database.session() as session:
@@ -210,7 +298,12 @@ class ScoringWorker:
             return _Job(case_id, [(p.id, p.position, p.sha256) for p in case.photos])
 
     def score_case(self, case_id: int) -> bool:
-        """Score one case; ``True`` on success. Any failure is recorded on the case, not raised."""
+        """Claim and score one case now; ``True`` on success. Any failure is recorded on the
+        case, not raised; ``False`` too when it is not due or another worker holds it."""
+        return self.claim(case_id) and self._score(case_id)
+
+    def _score(self, case_id: int) -> bool:
+        """Score a case this worker has claimed; ``True`` on success."""
         job = self._job(case_id)
         if job is None:
             return False
@@ -266,6 +359,7 @@ class ScoringWorker:
             case.scoring_state = ScoringState.done.value
             case.scoring_error = None
             case.next_scoring_at = None
+            case.scoring_lease_until = None
             case.scored_at = now
             case.updated_at = now
             best = max(predictions, key=lambda p: p.p_malignant)
@@ -291,6 +385,11 @@ class ScoringWorker:
                     detail=detail,
                 )
             )
+            audit.record(
+                session, SYSTEM, audit.CASE_SCORE, case_id=case.id,
+                model_version=best.model_version, at=now,
+                details=audit.change_details(before.value, after.value, detail),
+            )  # fmt: skip
         logger.info("case %s scored by %s", job.case_id, detail["model_version"])
 
     def _record_failure(self, case_id: int, error: str) -> None:
@@ -299,10 +398,20 @@ class ScoringWorker:
             case = session.get(Case, case_id)
             if case is None:
                 return
-            case.scoring_attempts += 1
+            if case.scoring_state == ScoringState.done.value:
+                return  # scored meanwhile (a lease that outlived its worker's slowness)
+            final = case.scoring_attempts >= self.max_attempts
+            if final:
+                error = f"gave up after {case.scoring_attempts} attempts: {error}"
             case.scoring_state = ScoringState.failed.value
             case.scoring_error = error[:2000]
-            case.next_scoring_at = now + timedelta(seconds=backoff_seconds(case.scoring_attempts))
+            case.scoring_lease_until = None
+            case.next_scoring_at = (
+                None if final else now + timedelta(seconds=backoff_seconds(case.scoring_attempts))
+            )
+            detail: dict[str, Any] = {"error": error[:500], "attempt": case.scoring_attempts}
+            if final:
+                detail["final"] = True
             session.add(
                 Event(
                     case=case,
@@ -310,10 +419,17 @@ class ScoringWorker:
                     actor_id=SYSTEM.id,
                     actor_role=SYSTEM.role.value,
                     action="score_failed",
-                    detail={"error": error[:500], "attempt": case.scoring_attempts},
+                    detail=detail,
                 )
             )
-        logger.warning("case %s could not be scored (will retry): %s", case_id, error)
+            audit.record(
+                session, SYSTEM, audit.CASE_SCORE_FAILED, case_id=case.id, at=now,
+                details={"attempt": case.scoring_attempts, "error": error.split(":")[0][:80]},
+            )  # fmt: skip
+        if final:
+            logger.warning("case %s left for a human: %s", case_id, error)
+        else:
+            logger.warning("case %s could not be scored (will retry): %s", case_id, error)
 
 
 def default_predictor_loader(

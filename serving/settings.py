@@ -46,6 +46,19 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=25 * 1024 * 1024, gt=0)
     max_request_bytes: int = Field(default=80 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=50_000_000, gt=0)
+    max_files_per_request: int = Field(
+        default=5, gt=0, description="photos in one case submission (refused while streaming)"
+    )
+    # Durability (docs/durability.md): the scoring queue's lease and retries, the orphan sweep.
+    scoring_lease_seconds: float = Field(
+        default=300.0, gt=0, description="a claimed case is scored again after this if not done"
+    )
+    scoring_max_attempts: int = Field(
+        default=10, gt=0, description="then the case stays flagged for a human, with the reason"
+    )
+    orphan_grace_seconds: float = Field(
+        default=3600.0, ge=0, description="start-up sweep: age of an unreferenced file it removes"
+    )
     shipped_model_dir: Path = PROJECT_ROOT / "models" / "shipped"
     inference_batch_size: int = Field(default=32, gt=0)
     inference_max_wait_ms: float = Field(default=10.0, ge=0)

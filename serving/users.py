@@ -1,9 +1,10 @@
-"""Who is acting: the user record the pages and the API work with, and the demo directory.
+"""Who is acting: the user record the pages and the API work with, and the demo accounts.
 
-Until real accounts exist (sign-in with passwords, sessions and per-centre rules come with access
-control), the service knows a fixed directory of demo users and the browser picks one on the
-sign-in page. Everything else reads the acting user only through ``serving.deps.CurrentUser``,
-so replacing this directory by a user table changes one dependency, not the routes.
+Accounts live in the database (``serving.db.models.UserAccount``, managed by :mod:`serving.auth`
+and ``dermtriage users``); a signed-in request carries a :class:`User`, the plain record routes
+and services read through ``serving.deps.CurrentUser``. :data:`DEMO_USERS` is the directory
+``make run`` seeds as accounts (password :data:`DEMO_PASSWORD`, listed in the README) and the demo
+cases are attributed to; :func:`find_user` looks a demo user up by id.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class User:
     email: str
     rpps: str | None = None
     phone: str | None = None
+    # The resource centre: where an expert works, or where a requester sends their cases.
+    centre: str | None = None
 
     @property
     def is_expert(self) -> bool:
@@ -31,6 +34,14 @@ class User:
 
 
 SYSTEM = User(id="system", name="DermTriage", role=Role.system, organisation="DermTriage", email="")
+
+LYON, GRENOBLE = "crd-lyon", "crd-grenoble"
+CENTRE_NAMES = {
+    LYON: "Centre de ressources en dermatologie, Lyon",
+    GRENOBLE: "Centre de ressources en dermatologie, Grenoble",
+}
+# The one documented password of every demo account (README, "Demo accounts"); demo only.
+DEMO_PASSWORD = "demo-dermtriage"
 
 DEMO_USERS: tuple[User, ...] = (
     User(
@@ -41,6 +52,7 @@ DEMO_USERS: tuple[User, ...] = (
         email="claire.martin@example.fr",
         rpps="10101234567",
         phone="04 72 00 00 01",
+        centre=LYON,
     ),
     User(
         id="dr-leroy",
@@ -50,6 +62,7 @@ DEMO_USERS: tuple[User, ...] = (
         email="paul.leroy@example.fr",
         rpps="10109876543",
         phone="04 78 00 00 02",
+        centre=LYON,
     ),
     User(
         id="dr-bernard",
@@ -58,6 +71,7 @@ DEMO_USERS: tuple[User, ...] = (
         organisation="Centre de ressources en dermatologie, Lyon",
         email="sophie.bernard@example.fr",
         rpps="10100000011",
+        centre=LYON,
     ),
     User(
         id="dr-nguyen",
@@ -66,6 +80,7 @@ DEMO_USERS: tuple[User, ...] = (
         organisation="Centre de ressources en dermatologie, Lyon",
         email="minh.nguyen@example.fr",
         rpps="10100000012",
+        centre=LYON,
     ),
     User(
         id="pr-dubois",
@@ -74,6 +89,7 @@ DEMO_USERS: tuple[User, ...] = (
         organisation="Centre de ressources en dermatologie, Lyon",
         email="helene.dubois@example.fr",
         rpps="10100000021",
+        centre=LYON,
     ),
     User(
         id="dr-garnier",
@@ -82,6 +98,37 @@ DEMO_USERS: tuple[User, ...] = (
         organisation="Centre de ressources en dermatologie, Lyon",
         email="marc.garnier@example.fr",
         rpps="10100000022",
+        centre=LYON,
+    ),
+    User(
+        id="dr-roux",
+        name="Dr Anne Roux",
+        role=Role.first_reader,
+        organisation="Centre de ressources en dermatologie, Grenoble",
+        email="anne.roux@example.fr",
+        rpps="10100000031",
+        centre=GRENOBLE,
+    ),
+    User(
+        id="ds-petit",
+        name="Julie Petit",
+        role=Role.data_scientist,
+        organisation="DermTriage",
+        email="julie.petit@example.fr",
+    ),
+    User(
+        id="audit-moreau",
+        name="Luc Moreau",
+        role=Role.auditor,
+        organisation="Délégation à la protection des données",
+        email="luc.moreau@example.fr",
+    ),
+    User(
+        id="admin",
+        name="Admin DermTriage",
+        role=Role.admin,
+        organisation="DermTriage",
+        email="admin@example.fr",
     ),
 )
 

@@ -85,6 +85,8 @@ class Case(Base):
     requester_id: Mapped[str] = mapped_column(String(64), index=True)
     requester_name: Mapped[str] = mapped_column(String(120))
     requester_organisation: Mapped[str] = mapped_column(String(160))
+    # The resource centre the case was sent to (its experts read it): see pipeline.access.
+    centre: Mapped[str] = mapped_column(String(64), index=True, default="crd-lyon")
     patient_pseudonym: Mapped[str] = mapped_column(String(40), index=True)
     questionnaire: Mapped[dict[str, Any]]
     # Automatic scoring: pending -> done, or failed (retried from next_scoring_at on).
@@ -239,3 +241,50 @@ class Event(Base):
     detail: Mapped[dict[str, Any] | None]
 
     case: Mapped[Case] = relationship(back_populates="events")
+
+
+class UserAccount(Base):
+    """A person who may sign in: identity, role, centre, argon2 password hash, active flag.
+
+    ``id`` is the login. Accounts are disabled, never deleted, so the names in past events and
+    reports keep resolving; a disabled account cannot sign in and its tokens stop working.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(120))
+    role: Mapped[str] = mapped_column(String(32))
+    organisation: Mapped[str] = mapped_column(String(160))
+    centre: Mapped[str | None] = mapped_column(String(64))
+    email: Mapped[str] = mapped_column(String(254))
+    rpps: Mapped[str | None] = mapped_column(String(11))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+
+class AuthToken(Base):
+    """A browser session or an API bearer token, stored as the SHA-256 of the secret only."""
+
+    __tablename__ = "auth_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "session" or "api"
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class LoginFailure(Base):
+    """One failed sign-in (login tried, client address, time), counted by the rate limit."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    login: Mapped[str] = mapped_column(String(64), index=True)
+    client: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(index=True)

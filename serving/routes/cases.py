@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -25,10 +26,12 @@ from pipeline.questionnaire import QuestionnaireError, parse_questionnaire
 from pipeline.report import ReportError, parse_report
 from pipeline.workflow import ANSWER_VISIBLE, Role, Status, available_actions
 from serving import case_service as svc
+from serving import idempotency
 from serving.db.models import Case
 from serving.deps import CurrentUser, Lang, Now, Runtime, SessionDep, SettingsDep, StoreDep
 from serving.runtime import case_runtime
 from serving.storage import BlobNotFoundError
+from serving.uploads import TooManyFilesError, UploadError, read_case_form
 from serving.users import User
 
 router = APIRouter(tags=["cases"], lifespan=case_runtime)
@@ -191,56 +194,129 @@ def case_detail(case: Case, user: User, priority: Priority | None, lang: str) ->
 # --- routes ----------------------------------------------------------------------------------
 
 
-def _read_upload(upload: UploadFile, limit: int) -> bytes:
-    """At most ``limit + 1`` bytes, so an oversized file is refused without reading it all."""
-    return upload.file.read(limit + 1)
+#: The submission's body, declared by hand: the route parses it as a stream (serving.uploads).
+SUBMIT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["questionnaire", "photos"],
+                    "properties": {
+                        "questionnaire": {
+                            "type": "string",
+                            "description": "the questionnaire, as JSON",
+                        },
+                        "photos": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "minItems": 1,
+                            "maxItems": svc.MAX_PHOTOS,
+                            "description": "1 to 5 photos (JPEG, PNG or HEIC)",
+                        },
+                        "photo_kinds": {
+                            "type": "array",
+                            "items": {"type": "string", "enum": list(svc.PHOTO_KINDS)},
+                        },
+                    },
+                }
+            }
+        },
+    }
+}
 
 
-@router.post("/api/v1/cases", status_code=status.HTTP_201_CREATED)
-def submit_case(
+def upload_refusal(exc: UploadError) -> JSONResponse:
+    return JSONResponse(
+        {"detail": {"code": exc.code, "message": exc.message}}, status_code=exc.status
+    )
+
+
+@router.post(
+    "/api/v1/cases",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=SUBMIT_BODY,
+    response_model=None,
+)
+async def submit_case(
+    request: Request,
+    response: Response,
     user: CurrentUser,
-    session: SessionDep,
-    store: StoreDep,
     settings: SettingsDep,
     runtime: Runtime,
-    now: Now,
     lang: Lang,
-    questionnaire: Annotated[str, Form(description="the questionnaire, as JSON")],
-    photos: Annotated[list[UploadFile], File(description="1 to 5 photos")],
-    photo_kinds: Annotated[list[str] | None, Form()] = None,
-) -> dict[str, Any]:
-    """Submit a request: questionnaire + 1-5 photos; created whole or not at all."""
-    with http_errors():
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias=idempotency.HEADER,
+            pattern=idempotency.KEY_PATTERN,
+            description="the same token on every retry of one submission: one case is created",
+        ),
+    ] = None,
+) -> dict[str, Any] | JSONResponse:
+    """Submit a request: questionnaire + 1-5 photos; created whole or not at all.
+
+    The 201 answer comes after the rows are committed and the photos fsync'ed. A retry with the
+    same ``Idempotency-Key`` gets the same case (``Idempotent-Replayed: true``).
+    """
+    try:
+        form = await read_case_form(
+            request,
+            max_file_bytes=settings.max_upload_bytes,
+            max_files=settings.max_files_per_request,
+        )
+    except TooManyFilesError:
+        errors = {"photos": svc.photo_count_text(lang)}
+        return JSONResponse(
+            {"detail": {"code": "too_many_files", "errors": errors}},
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
+    except UploadError as exc:
+        return upload_refusal(exc)
+    now = runtime.clock()
+
+    def submit() -> idempotency.Submission:
         try:
-            data = json.loads(questionnaire)
+            data = json.loads(form.first("questionnaire") or "")
         except json.JSONDecodeError as exc:
             raise svc.InvalidRequestError({"questionnaire": "invalid JSON"}) from exc
         if not isinstance(data, dict):
             raise svc.InvalidRequestError({"questionnaire": "a JSON object is expected"})
         parsed = parse_questionnaire(data, lang)
-        kinds = list(photo_kinds or [])
+        kinds = form.fields.get("photo_kinds", [])
+        photos = [upload for upload in form.files if upload.field == "photos"]
+        if len(photos) != len(form.files):
+            raise svc.InvalidRequestError({"photos": "send the files in the 'photos' field"})
         uploads = [
-            svc.PhotoUpload(
-                _read_upload(f, settings.max_upload_bytes),
-                kinds[i] if i < len(kinds) and kinds[i] else "close_up",
-            )
+            svc.PhotoUpload(f.data, kinds[i] if i < len(kinds) and kinds[i] else "close_up")
             for i, f in enumerate(photos)
         ]
-        case = svc.create_case(
-            session,
-            store,
-            user,
-            parsed,
-            uploads,
-            now=now,
-            max_bytes=settings.max_upload_bytes,
-            max_pixels=settings.max_image_pixels,
-            lang=lang,
-        )
-        session.commit()
-    runtime.worker.wake()
-    priority = svc.priority_of(case, now, settings.review_deadline_hours)
-    return case_detail(case, user, priority, lang)
+        return idempotency.submit_once(
+            runtime.database, runtime.store, user, parsed, data, uploads,
+            key=idempotency_key, now=now, max_bytes=settings.max_upload_bytes,
+            max_pixels=settings.max_image_pixels, lang=lang,
+        )  # fmt: skip
+
+    try:
+        with http_errors():
+            submission = await run_in_threadpool(submit)
+    except idempotency.IdempotencyMismatchError as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, {"code": exc.code, "message": str(exc)}
+        ) from exc
+    if submission.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        runtime.worker.wake()
+
+    def answer() -> dict[str, Any]:
+        with runtime.database.session() as session:
+            case = svc.get_case(session, submission.case_id, user)
+            priority = svc.priority_of(case, now, settings.review_deadline_hours)
+            return case_detail(case, user, priority, lang)
+
+    return await run_in_threadpool(answer)
 
 
 @router.get("/api/v1/cases")

@@ -23,6 +23,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from models.network import MALIGNANT_CLASSES
+from pipeline.access import Permission, can
 from pipeline.priority import TIER_LABELS, Tier
 from pipeline.quality_messages import MESSAGES as QUALITY_MESSAGES
 from pipeline.questionnaire import (
@@ -51,17 +52,16 @@ from serving.case_texts import Lang, translator
 from serving.db.models import Case, Event
 from serving.deps import (
     LANG_COOKIE,
-    USER_COOKIE,
     Now,
-    OptionalUser,
     PageUser,
     Runtime,
     SessionDep,
     SettingsDep,
+    csrf_expected,
 )
 from serving.i18n import is_supported, negotiate
 from serving.settings import Settings
-from serving.users import DEMO_USERS, User, find_user
+from serving.users import User, find_user
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +89,14 @@ def page_lang(request: Request, settings: Settings) -> Lang:
 
 
 def home_for(user: User | None) -> str:
+    """Where a user lands after signing in: the page their role works from."""
     if user is None:
         return "/login"
-    return "/worklist" if user.is_expert else "/gp/requests"
+    if user.role is Role.requester:
+        return "/gp/requests"
+    if can(user, Permission.read_worklist):
+        return "/worklist"
+    return "/stats"
 
 
 def _initials(name: str) -> str:
@@ -144,6 +149,8 @@ def render(
         "quality_message": lambda code: QUALITY_MESSAGES.get(code, {}).get(lang, code),
         "event_label": event_label,
         "malignant_classes": MALIGNANT_CLASSES,
+        "csrf_token": csrf_expected(request),
+        "can": lambda permission: user is not None and can(user, Permission(permission)),
     }
     response = templates.TemplateResponse(
         request, template, {**helpers, **context}, status_code=status_code
@@ -166,14 +173,19 @@ def redirect(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
 
 
+def _require(user: User, permission: Permission) -> None:
+    """403 unless the user's role holds ``permission`` (pipeline.access decides)."""
+    if not can(user, permission):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"a {user.role.value} may not see this")
+
+
 def _expert_only(user: User) -> None:
-    if not user.is_expert:
-        raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": home_for(user)})
+    """The experts' pages (worklist, case page): experts, and auditors to read."""
+    _require(user, Permission.read_worklist)
 
 
 def _requester_only(user: User) -> None:
-    if user.role is not Role.requester:
-        raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": home_for(user)})
+    _require(user, Permission.submit_case)
 
 
 def _case_or_404(session: Session, case_id: int, user: User, *, lock: bool = False) -> Case:
@@ -181,33 +193,6 @@ def _case_or_404(session: Session, case_id: int, user: User, *, lock: bool = Fal
         return svc.get_case(session, case_id, user, for_update=lock)
     except svc.CaseNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no such case") from exc
-
-
-# --- sign-in ---------------------------------------------------------------
-
-
-@router.get("/login", response_class=HTMLResponse)
-def login_page(
-    request: Request, settings: SettingsDep, user: OptionalUser, next: str = ""
-) -> HTMLResponse:
-    lang = page_lang(request, settings)
-    groups = [
-        (role, [u for u in DEMO_USERS if u.role is role])
-        for role in (Role.requester, Role.first_reader, Role.senior)
-    ]
-    return render(request, "worklist_login.html", lang, user, groups=groups, next=next)
-
-
-@router.post("/login")
-def login(user_id: Annotated[str, Form()], next: Annotated[str, Form()] = "") -> RedirectResponse:
-    """Remember the demo user picked (the one thing real sign-in will replace)."""
-    chosen = find_user(user_id)
-    if chosen is None:
-        return redirect("/login")
-    target = next if next.startswith("/") and not next.startswith("//") else home_for(chosen)
-    response = redirect(target)
-    response.set_cookie(USER_COOKIE, chosen.id, samesite="lax", httponly=True)
-    return response
 
 
 # --- the experts' worklist and case page -----------------------------------------------------
@@ -260,7 +245,7 @@ def worklist_page(
         selected=selected,
         statuses=[s for s in Status if s in OPEN_FOR_EXPERTS or s in ANSWER_VISIBLE],
         tiers=list(Tier),
-        requesters=svc.requesters(session),
+        requesters=svc.requesters(session, user),
         deadline_hours=settings.review_deadline_hours,
         page_url=page_url,
     )
@@ -603,7 +588,7 @@ def stats_page(
 ) -> HTMLResponse:
     from serving.stats import activity_chart_svg, activity_stats
 
-    _expert_only(user)
+    _require(user, Permission.read_stats)
     lang = page_lang(request, settings)
     stats = activity_stats(session, now, deadline_hours=settings.review_deadline_hours)
 

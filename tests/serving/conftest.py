@@ -11,11 +11,13 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
 import tempfile
 import uuid
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -132,22 +134,85 @@ def clean_photos(derm_images: list[Path]) -> list[Path]:
 
 # --- signing in: the ONE way tests act as a user ------------------------------------------------
 
+_SIGNED: weakref.WeakKeyDictionary[Any, dict[str, tuple[str, str, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _ensure_accounts(database: Any, now: Any, user_ids: list[str]) -> None:
+    from serving.auth import seed_demo_accounts
+
+    with database.session() as session:
+        seed_demo_accounts(session, now=now, only=user_ids)
+
+
+def seed_accounts(settings: Any, *user_ids: str) -> None:
+    """Create demo accounts (all, or ``user_ids``) in the database ``settings`` name, migrating it
+    first: what a live server needs before :func:`sign_in_page` (``make run`` does the same)."""
+    from datetime import UTC, datetime
+
+    from serving.db.session import Database
+    from serving.users import DEMO_USERS
+
+    database = Database(settings.sqlalchemy_url)
+    try:
+        database.upgrade()
+        _ensure_accounts(database, datetime.now(UTC), list(user_ids or (u.id for u in DEMO_USERS)))
+    finally:
+        database.engine.dispose()
+
 
 def sign_in(client: Any, user_id: str) -> dict[str, str]:
-    """Sign ``user_id`` (a demo account id such as ``"dr-martin"``) in on a ``TestClient``.
+    """Sign ``user_id`` (a demo account id such as ``"dr-martin"``) in on a started ``TestClient``.
 
-    The client is left signed in as that user for the requests that follow (pages, forms), and
-    the returned headers make any single request act as that user whatever else the client holds
+    Through the real thing: the demo account is created in the app's database if missing, then
+    signed in on the sign-in form (password, CSRF token) and through ``POST /api/v1/auth/token``.
+    The client is left signed in as that user (session cookie, plus the session's CSRF token as a
+    default ``X-CSRF-Token`` header so its form posts pass), and the returned headers (a bearer
+    token) make any single request act as that user whatever else the client holds
     (``client.get(url, headers=sign_in(client, "dr-leroy"))``), so one client can play several
-    people. Every test that needs a signed-in user goes through here, so the way sign-in works can
-    change in one place.
+    people. Tokens are made once per client and user, then reused.
     """
-    client.cookies.set("dermtriage_user", user_id)
-    return {"Cookie": f"dermtriage_user={user_id}"}
+    from serving.auth import csrf_for_session
+    from serving.deps import CSRF_HEADER, SESSION_COOKIE
+    from serving.users import DEMO_PASSWORD
+
+    known = _SIGNED.setdefault(client, {})
+    if user_id not in known:
+        runtime = client.app.state.case_runtime
+        _ensure_accounts(runtime.database, runtime.clock(), [user_id])
+        client.cookies.delete(SESSION_COOKIE)
+        form = client.get("/login")
+        match = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+        assert match, "the sign-in form has no CSRF token"
+        signed = client.post(
+            "/login",
+            data={"login": user_id, "password": DEMO_PASSWORD, "csrf_token": match.group(1)},
+            follow_redirects=False,
+        )
+        assert signed.status_code == 303, f"sign-in as {user_id} failed: {signed.status_code}"
+        session = next(c.value for c in client.cookies.jar if c.name == SESSION_COOKIE)
+        issued = client.post(
+            "/api/v1/auth/token", json={"login": user_id, "password": DEMO_PASSWORD}
+        )
+        assert issued.status_code == 200, issued.text
+        known[user_id] = (session, csrf_for_session(session), issued.json()["access_token"])
+    session, csrf, token = known[user_id]
+    client.cookies.delete(SESSION_COOKIE)
+    client.cookies.set(SESSION_COOKIE, session)
+    client.headers[CSRF_HEADER] = csrf
+    return {"Authorization": f"Bearer {token}"}
 
 
 def sign_in_page(page: Any, base_url: str, user_id: str) -> None:
     """Sign ``user_id`` in on a Playwright ``page`` of a live server at ``base_url``, through the
-    sign-in page as a person would, and land on that user's home page."""
+    sign-in form as a person would (login, demo password), and land on that user's home page.
+    The server's database must hold the account: call :func:`seed_accounts` before starting it."""
+    from serving.users import DEMO_PASSWORD
+
     page.goto(f"{base_url}/login")
-    page.click(f"button[data-user='{user_id}']")
+    page.fill("#login", user_id)
+    page.fill("#password", DEMO_PASSWORD)
+    with page.expect_navigation():
+        page.click("#sign-in")
+    assert "/login" not in page.url, f"sign-in as {user_id} failed"

@@ -20,6 +20,7 @@ from PIL import Image, ImageFilter
 
 from serving.app import create_app
 from serving.settings import Settings
+from tests.serving.conftest import sign_in
 
 T0 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
 GP, OTHER_GP, READER, SENIOR, SENIOR2 = (
@@ -40,10 +41,6 @@ class Clock:
 
     def advance(self, hours: float) -> None:
         self.now += timedelta(hours=hours)
-
-
-def as_(user: str) -> dict[str, str]:
-    return {"Cookie": f"dermtriage_user={user}"}
 
 
 def questionnaire(**overrides: Any) -> dict[str, Any]:
@@ -97,7 +94,7 @@ def submit(
     form: dict[str, Any] = {"questionnaire": json.dumps(questionnaire(**overrides))}
     if kinds:
         form["photo_kinds"] = kinds
-    return client.post("/api/v1/cases", data=form, files=files, headers=as_(user))
+    return client.post("/api/v1/cases", data=form, files=files, headers=sign_in(client, user))
 
 
 @pytest.fixture
@@ -121,7 +118,7 @@ def test_a_submitted_case_is_in_the_worklist_at_once_flagged_unscored(
     assert case["status"] == "submitted"
     assert case["scoring_state"] == "pending"
     assert [p["kind"] for p in case["photos"]] == ["close_up", "dermoscopy"]
-    items = client.get("/api/v1/cases", headers=as_(READER)).json()["items"]
+    items = client.get("/api/v1/cases", headers=sign_in(client, READER)).json()["items"]
     assert [i["id"] for i in items] == [case["id"]]
     assert items[0]["priority"]["flagged"] is True
     assert items[0]["priority"]["reasons"][0] == "not_scored"
@@ -140,14 +137,14 @@ def test_stored_photos_are_sanitised_copies_without_metadata(
     upload = buffer.getvalue()
     case = created(client, [upload])
     url = case["photos"][0]["url"]
-    stored = client.get(url, headers=as_(READER))
+    stored = client.get(url, headers=sign_in(client, READER))
     assert stored.status_code == 200
     assert stored.headers["content-type"] == "image/jpeg"
     with Image.open(io.BytesIO(stored.content)) as image:
         assert not image.getexif()
         assert image.size == (224, 224)
     assert b"PhoneMaker" not in stored.content
-    thumb = client.get(case["photos"][0]["thumbnail_url"], headers=as_(READER))
+    thumb = client.get(case["photos"][0]["thumbnail_url"], headers=sign_in(client, READER))
     assert thumb.status_code == 200 and thumb.content[:3] == b"\xff\xd8\xff"
 
 
@@ -169,29 +166,31 @@ def test_a_questionnaire_with_errors_is_refused_whole_with_field_messages(
         "/api/v1/cases?lang=en",
         data={"questionnaire": json.dumps(questionnaire(age=-1))},
         files=[("photos", ("a.jpg", photo, "image/jpeg"))],
-        headers=as_(GP),
+        headers=sign_in(client, GP),
     )
     assert english.json()["detail"]["errors"] == {"age": "Must be at least 0."}
-    assert client.get("/api/v1/cases", headers=as_(READER)).json()["total"] == 0
+    assert client.get("/api/v1/cases", headers=sign_in(client, READER)).json()["total"] == 0
 
 
 @pytest.mark.parametrize("count", [0, 6])
 def test_a_case_needs_one_to_five_photos(client: TestClient, photo: bytes, count: int) -> None:
     if count == 0:
         response = client.post(
-            "/api/v1/cases", data={"questionnaire": json.dumps(questionnaire())}, headers=as_(GP)
+            "/api/v1/cases",
+            data={"questionnaire": json.dumps(questionnaire())},
+            headers=sign_in(client, GP),
         )
     else:
         response = submit(client, [photo] * count)
     assert response.status_code == 422
-    assert client.get("/api/v1/cases", headers=as_(READER)).json()["total"] == 0
+    assert client.get("/api/v1/cases", headers=sign_in(client, READER)).json()["total"] == 0
 
 
 def test_one_bad_file_refuses_the_whole_case(client: TestClient, photo: bytes) -> None:
     response = submit(client, [photo, b"%PDF-1.4 not a photo at all"])
     assert response.status_code == 422
     assert set(response.json()["detail"]["errors"]) == {"photos.1"}
-    assert client.get("/api/v1/cases", headers=as_(READER)).json()["total"] == 0
+    assert client.get("/api/v1/cases", headers=sign_in(client, READER)).json()["total"] == 0
 
 
 def test_a_photo_that_fails_quality_is_accepted_but_flags_the_case(
@@ -205,7 +204,7 @@ def test_a_photo_that_fails_quality_is_accepted_but_flags_the_case(
     assert case["photos"][0]["quality"]["acceptable"] is False
     assert case["photos"][0]["quality"]["problems"]  # whichever check caught it
     worker(client).run_once()
-    item = client.get("/api/v1/cases", headers=as_(READER)).json()["items"][0]
+    item = client.get("/api/v1/cases", headers=sign_in(client, READER)).json()["items"][0]
     assert item["scoring_state"] == "done"
     assert item["priority"]["flagged"] is True
     assert "quality_failed" in item["priority"]["reasons"]
@@ -216,18 +215,21 @@ def test_a_photo_that_fails_quality_is_accepted_but_flags_the_case(
 
 def test_nobody_signed_in_gets_401(client: TestClient) -> None:
     assert client.get("/api/v1/cases").status_code == 401
-    assert client.get("/api/v1/cases", headers=as_("mallory")).status_code == 401
+    forged = {"Authorization": "Bearer not-a-token", "Cookie": "dermtriage_session=forged"}
+    assert client.get("/api/v1/cases", headers=forged).status_code == 401
 
 
 def test_a_requester_sees_only_their_own_cases(client: TestClient, photo: bytes) -> None:
     mine = created(client, [photo], user=GP)
     theirs = created(client, [photo], user=OTHER_GP, patient_pseudonym="PAT-OTHER")
-    listed = client.get("/api/v1/cases", headers=as_(GP)).json()
+    listed = client.get("/api/v1/cases", headers=sign_in(client, GP)).json()
     assert [i["id"] for i in listed["items"]] == [mine["id"]]
-    assert client.get(f"/api/v1/cases/{theirs['id']}", headers=as_(GP)).status_code == 404
+    assert (
+        client.get(f"/api/v1/cases/{theirs['id']}", headers=sign_in(client, GP)).status_code == 404
+    )
     photo_url = theirs["photos"][0]["url"]
-    assert client.get(photo_url, headers=as_(GP)).status_code == 404
-    own = client.get(f"/api/v1/cases/{mine['id']}", headers=as_(GP)).json()
+    assert client.get(photo_url, headers=sign_in(client, GP)).status_code == 404
+    own = client.get(f"/api/v1/cases/{mine['id']}", headers=sign_in(client, GP)).json()
     assert own["score"] is None and own["priority"] is None  # triage is for the experts
 
 
@@ -237,15 +239,20 @@ def test_experts_cannot_submit_and_requesters_cannot_read_triage_data(
     assert submit(client, [photo], user=READER).status_code == 403
     case = created(client, [photo])
     worker(client).run_once()
-    assert client.get(f"/api/v1/cases/{case['id']}/events", headers=as_(GP)).status_code == 403
+    assert (
+        client.get(f"/api/v1/cases/{case['id']}/events", headers=sign_in(client, GP)).status_code
+        == 403
+    )
     saliency = f"/api/v1/cases/{case['id']}/photos/{case['photos'][0]['id']}/saliency"
-    assert client.get(saliency, headers=as_(GP)).status_code == 403
-    assert client.get("/api/v1/stats", headers=as_(GP)).status_code == 403
+    assert client.get(saliency, headers=sign_in(client, GP)).status_code == 403
+    assert client.get("/api/v1/stats", headers=sign_in(client, GP)).status_code == 403
 
 
 def test_an_unknown_case_is_404(client: TestClient) -> None:
-    assert client.get("/api/v1/cases/999", headers=as_(READER)).status_code == 404
-    assert client.post("/api/v1/cases/999/review", headers=as_(READER)).status_code == 404
+    assert client.get("/api/v1/cases/999", headers=sign_in(client, READER)).status_code == 404
+    assert (
+        client.post("/api/v1/cases/999/review", headers=sign_in(client, READER)).status_code == 404
+    )
 
 
 # --- scoring and the worklist ----------------------------------------------------------------
@@ -256,17 +263,19 @@ def test_scoring_records_the_model_version_and_a_saliency_overlay(
 ) -> None:
     case = created(client, [photo])
     assert worker(client).run_once() == 1
-    detail = client.get(f"/api/v1/cases/{case['id']}", headers=as_(READER)).json()
+    detail = client.get(f"/api/v1/cases/{case['id']}", headers=sign_in(client, READER)).json()
     assert detail["status"] == "scored"
     assert detail["score"]["model_version"] == "test-model/1"
     assert 0.0 <= detail["score"]["p_malignant"] <= 1.0
     photo_score = detail["photos"][0]["score"]
     assert sum(photo_score["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
-    overlay = client.get(photo_score["saliency_url"], headers=as_(READER))
+    overlay = client.get(photo_score["saliency_url"], headers=sign_in(client, READER))
     assert overlay.status_code == 200
     with Image.open(io.BytesIO(overlay.content)) as image:
         assert image.size == (448, 448)
-    events = client.get(f"/api/v1/cases/{case['id']}/events", headers=as_(READER)).json()
+    events = client.get(
+        f"/api/v1/cases/{case['id']}/events", headers=sign_in(client, READER)
+    ).json()
     assert [(e["action"], e["actor"], e["to"]) for e in events] == [
         ("submit", GP, "submitted"),
         ("score", "system", "scored"),
@@ -288,7 +297,7 @@ def test_the_riskier_case_is_listed_above_the_other_once_scored(
     first = created(client, [low], patient_pseudonym="PAT-LOW")
     second = created(client, [high], patient_pseudonym="PAT-HIGH")
     worker(client).run_once()
-    items = client.get("/api/v1/cases", headers=as_(READER)).json()["items"]
+    items = client.get("/api/v1/cases", headers=sign_in(client, READER)).json()["items"]
     assert [i["id"] for i in items] == [second["id"], first["id"]]
     assert items[0]["score"]["p_malignant"] == pytest.approx(max(scores), abs=1e-4)
     assert items[0]["priority"]["reason_text"].startswith("p(malin) ")
@@ -307,14 +316,14 @@ def test_a_model_that_cannot_load_leaves_cases_queued_and_flagged(
     with TestClient(app) as client:
         case = created(client, [photo])
         worker(client).run_once()
-        item = client.get("/api/v1/cases", headers=as_(READER)).json()["items"][0]
+        item = client.get("/api/v1/cases", headers=sign_in(client, READER)).json()["items"][0]
         assert item["id"] == case["id"]
         assert item["scoring_state"] == "failed"
         assert item["status"] == "submitted"
         assert item["priority"]["flagged"] and item["priority"]["tier"] in ("urgent", "high")
         assert item["priority"]["reasons"][0] == "scoring_failed"
         # An expert can still read it: a human look does not wait for the model.
-        review = client.post(f"/api/v1/cases/{case['id']}/review", headers=as_(READER))
+        review = client.post(f"/api/v1/cases/{case['id']}/review", headers=sign_in(client, READER))
         assert review.status_code == 200 and review.json()["status"] == "in_review"
 
 
@@ -325,31 +334,34 @@ def test_filters_and_pagination(client: TestClient, photo: bytes, clock: Clock) 
     clock.advance(1)
     c = created(client, [photo], patient_pseudonym="PAT-C")
     worker(client).run_once()
-    client.post(f"/api/v1/cases/{c['id']}/review", headers=as_(READER))
+    client.post(f"/api/v1/cases/{c['id']}/review", headers=sign_in(client, READER))
 
     def ids(query: str) -> list[int]:
-        body = client.get(f"/api/v1/cases?{query}", headers=as_(READER)).json()
+        body = client.get(f"/api/v1/cases?{query}", headers=sign_in(client, READER)).json()
         return [i["id"] for i in body["items"]]
 
     assert ids("status=in_review") == [c["id"]]
     assert set(ids("status=scored")) == {a["id"], b["id"]}
     assert ids(f"requester={OTHER_GP}") == [b["id"]]
-    everything = client.get("/api/v1/cases?page_size=2", headers=as_(READER)).json()
+    everything = client.get("/api/v1/cases?page_size=2", headers=sign_in(client, READER)).json()
     assert everything["total"] == 3 and everything["pages"] == 2 and len(everything["items"]) == 2
-    page2 = client.get("/api/v1/cases?page_size=2&page=2", headers=as_(READER)).json()
+    page2 = client.get("/api/v1/cases?page_size=2&page=2", headers=sign_in(client, READER)).json()
     assert len(page2["items"]) == 1
     assert {i["id"] for i in everything["items"] + page2["items"]} == {a["id"], b["id"], c["id"]}
     tiers = everything["tier_counts"]
     some_tier = next(t for t, n in tiers.items() if n)
     assert len(ids(f"priority={some_tier}")) == tiers[some_tier]
-    assert client.get("/api/v1/cases?priority=bogus", headers=as_(READER)).status_code == 422
+    assert (
+        client.get("/api/v1/cases?priority=bogus", headers=sign_in(client, READER)).status_code
+        == 422
+    )
 
 
 # --- the workflow ----------------------------------------------------------------------------
 
 
 def post(client: TestClient, path: str, user: str, body: Any = None) -> Any:
-    return client.post(path, json=body, headers=as_(user))
+    return client.post(path, json=body, headers=sign_in(client, user))
 
 
 def test_the_whole_workflow_with_every_forbidden_move_refused(
@@ -363,7 +375,7 @@ def test_the_whole_workflow_with_every_forbidden_move_refused(
     assert post(client, f"{base}/answers", GP, {"body": "Rien demandé"}).status_code == 409
     written_too_soon = client.put(
         f"{base}/report", json={"conduct": "reassure", "text": "Lésion bénigne typique."},
-        headers=as_(READER),
+        headers=sign_in(client, READER),
     )  # fmt: skip
     assert written_too_soon.status_code == 409
     assert written_too_soon.json()["detail"]["code"] == "bad_state"
@@ -389,7 +401,7 @@ def test_the_whole_workflow_with_every_forbidden_move_refused(
 
     bad_report = client.put(
         f"{base}/report", json={"conduct": "consultation", "text": "Trop court"},
-        headers=as_(READER),
+        headers=sign_in(client, READER),
     )  # fmt: skip
     assert bad_report.status_code == 422
     assert set(bad_report.json()["detail"]["errors"]) == {"interval"}
@@ -399,32 +411,35 @@ def test_the_whole_workflow_with_every_forbidden_move_refused(
         "diagnosis": "Suspicion de mélanome superficiel extensif",
         "text": "Lésion asymétrique et polychrome qui a grossi : exérèse à prévoir.",
     }
-    written = client.put(f"{base}/report", json=report, headers=as_(READER))
+    written = client.put(f"{base}/report", json=report, headers=sign_in(client, READER))
     assert written.status_code == 200 and written.json()["status"] == "report_written"
-    assert client.put(f"{base}/report", json=report, headers=as_(GP)).status_code == 403
+    assert client.put(f"{base}/report", json=report, headers=sign_in(client, GP)).status_code == 403
 
     # The requester does not see an unvalidated report.
-    gp_view = client.get(base, headers=as_(GP)).json()
+    gp_view = client.get(base, headers=sign_in(client, GP)).json()
     assert gp_view["report"] is None
-    assert client.get(f"{base}/report.pdf", headers=as_(GP)).status_code == 404
-    assert client.get(f"{base}/report.pdf", headers=as_(READER)).status_code == 200
+    assert client.get(f"{base}/report.pdf", headers=sign_in(client, GP)).status_code == 404
+    assert client.get(f"{base}/report.pdf", headers=sign_in(client, READER)).status_code == 200
 
     assert post(client, f"{base}/report/validation", READER).status_code == 403
     assert post(client, f"{base}/close", GP).status_code == 409
     returned = post(client, f"{base}/report/revision", SENIOR, {"body": "Préciser la marge."})
     assert returned.json()["status"] == "in_review"
     report["text"] += " Marge de 2 mm."
-    rewritten = client.put(f"{base}/report", json=report, headers=as_(READER))
+    rewritten = client.put(f"{base}/report", json=report, headers=sign_in(client, READER))
     assert rewritten.json()["report"]["revision"] == 2
 
     validated = post(client, f"{base}/report/validation", SENIOR)
     assert validated.status_code == 200 and validated.json()["status"] == "validated"
     assert validated.json()["report"]["validated_by"] == "Pr Hélène Dubois"
-    assert client.put(f"{base}/report", json=report, headers=as_(SENIOR)).status_code == 409
+    assert (
+        client.put(f"{base}/report", json=report, headers=sign_in(client, SENIOR)).status_code
+        == 409
+    )
 
-    gp_view = client.get(base, headers=as_(GP)).json()
+    gp_view = client.get(base, headers=sign_in(client, GP)).json()
     assert gp_view["report"]["conduct"] == "consultation"
-    pdf = client.get(f"{base}/report.pdf", headers=as_(GP))
+    pdf = client.get(f"{base}/report.pdf", headers=sign_in(client, GP))
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     assert pdf.headers["content-type"] == "application/pdf"
 
@@ -432,7 +447,7 @@ def test_the_whole_workflow_with_every_forbidden_move_refused(
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
     assert post(client, f"{base}/messages", GP, {"body": "Merci !"}).status_code == 409
 
-    events = client.get(f"{base}/events", headers=as_(SENIOR)).json()
+    events = client.get(f"{base}/events", headers=sign_in(client, SENIOR)).json()
     moves = [(e["action"], e["actor"], e["from"], e["to"]) for e in events if e["to"]]
     assert moves == [
         ("submit", GP, None, "submitted"),
@@ -449,7 +464,7 @@ def test_the_whole_workflow_with_every_forbidden_move_refused(
         ("close", GP, "validated", "closed"),
     ]
     assert all(e["at"] for e in events)
-    kinds = [m["kind"] for m in client.get(base, headers=as_(GP)).json()["messages"]]
+    kinds = [m["kind"] for m in client.get(base, headers=sign_in(client, GP)).json()["messages"]]
     assert kinds == ["info_request", "answer", "info_request", "answer", "revision"]
 
 
@@ -459,7 +474,7 @@ def test_a_senior_cannot_validate_a_report_they_wrote(client: TestClient, photo:
     post(client, f"{base}/review", SENIOR)
     client.put(
         f"{base}/report", json={"conduct": "urgent", "text": "Exérèse rapide conseillée."},
-        headers=as_(SENIOR),
+        headers=sign_in(client, SENIOR),
     )  # fmt: skip
     own = post(client, f"{base}/report/validation", SENIOR)
     assert own.status_code == 409 and own.json()["detail"]["code"] == "same_author"
@@ -489,11 +504,11 @@ def test_the_fhir_export_is_a_valid_final_diagnostic_report(
     client.put(
         f"{base}/report",
         json={"conduct": "monitor", "interval": 6, "text": "Naevus banal, surveillance simple."},
-        headers=as_(READER),
+        headers=sign_in(client, READER),
     )
-    assert client.get(f"{base}/report.fhir.json", headers=as_(GP)).status_code == 404
+    assert client.get(f"{base}/report.fhir.json", headers=sign_in(client, GP)).status_code == 404
     post(client, f"{base}/report/validation", SENIOR)
-    response = client.get(f"{base}/report.fhir.json", headers=as_(GP))
+    response = client.get(f"{base}/report.fhir.json", headers=sign_in(client, GP))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/fhir+json")
     resource = DiagnosticReport.model_validate(response.json())
@@ -511,10 +526,10 @@ def test_statistics_for_experts(client: TestClient, photo: bytes, clock: Clock) 
     post(client, f"{base}/review", READER)
     client.put(
         f"{base}/report", json={"conduct": "urgent", "text": "Exérèse rapide conseillée."},
-        headers=as_(READER),
+        headers=sign_in(client, READER),
     )  # fmt: skip
     post(client, f"{base}/report/validation", SENIOR)
-    stats = client.get("/api/v1/stats", headers=as_(SENIOR)).json()
+    stats = client.get("/api/v1/stats", headers=sign_in(client, SENIOR)).json()
     assert stats["total_requests"] == 1
     assert stats["median_hours_to_first_reading"] == pytest.approx(10)
     assert stats["share_read_within_deadline"] == 1.0
@@ -522,6 +537,6 @@ def test_statistics_for_experts(client: TestClient, photo: bytes, clock: Clock) 
     assert sum(sum(w["requests"].values()) for w in stats["weeks"]) == 1
     created(client, [photo], patient_pseudonym="PAT-LATE")
     clock.advance(50)  # the second case is now unread past the 48 h deadline: a miss
-    stats = client.get("/api/v1/stats", headers=as_(SENIOR)).json()
+    stats = client.get("/api/v1/stats", headers=sign_in(client, SENIOR)).json()
     assert stats["total_requests"] == 2
     assert stats["share_read_within_deadline"] == 0.5

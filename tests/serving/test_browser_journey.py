@@ -25,6 +25,8 @@ from PIL import Image
 
 from serving.app import create_app
 from serving.settings import Settings
+from serving.users import DEMO_PASSWORD
+from tests.serving.conftest import seed_accounts, sign_in_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -63,6 +65,7 @@ def live_server(settings: Settings, tiny_run: Any) -> Iterator[str]:
             }
         )
     )
+    seed_accounts(settings)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -84,6 +87,14 @@ def _ranked(photos: list[Path], predictor: Any) -> list[Path]:
             images.append(image.convert("RGB"))
     scores = [p.p_malignant for p in predictor.predict(images)]
     return [path for _, path in sorted(zip(scores, photos, strict=True))]
+
+
+def _api_token(base: str, user_id: str) -> str:
+    issued = httpx.post(
+        f"{base}/api/v1/auth/token", json={"login": user_id, "password": DEMO_PASSWORD}
+    )
+    assert issued.status_code == 200, issued.text
+    return str(issued.json()["access_token"])
 
 
 def _submit_by_api(base: str, photo: Path) -> int:
@@ -109,7 +120,7 @@ def _submit_by_api(base: str, photo: Path) -> int:
         f"{base}/api/v1/cases",
         data={"questionnaire": json.dumps(questionnaire)},
         files=[("photos", ("naevus.jpg", photo.read_bytes(), "image/jpeg"))],
-        cookies={"dermtriage_user": "dr-leroy"},
+        headers={"Authorization": f"Bearer {_api_token(base, 'dr-leroy')}"},
         timeout=60,
     )
     assert response.status_code == 201, response.text
@@ -120,11 +131,6 @@ def shot(page: Any, name: str) -> None:
     if SHOTS is not None:
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def sign_in(page: Any, base: str, user_id: str) -> None:
-    page.goto(f"{base}/login")
-    page.click(f"button[data-user='{user_id}']")
 
 
 def test_the_whole_journey(
@@ -150,7 +156,7 @@ def test_the_whole_journey(
             page.set_default_timeout(30_000)
 
         # 1. The GP fills in the request, gets the instant quality verdict, and sends it.
-        sign_in(gp, base, "dr-martin")
+        sign_in_page(gp, base, "dr-martin")
         expect(gp.locator("h1")).to_have_text("Mes demandes d'avis")
         gp.click("text=Nouvelle demande")
         gp.fill("#f-patient_pseudonym", "PAT-JOURNEY")
@@ -179,7 +185,7 @@ def test_the_whole_journey(
         assert case_id and case_id != earlier
 
         # 2. The reader's worklist: once scored, the GP's case sits above the lower-risk one.
-        sign_in(reader, base, "dr-bernard")
+        sign_in_page(reader, base, "dr-bernard")
         expect(reader.locator("h1")).to_have_text("File de lecture")
         rows = reader.locator("table.worklist tbody tr")
         deadline = time.monotonic() + 120
@@ -232,7 +238,7 @@ def test_the_whole_journey(
         expect(reader.locator("#case-status")).to_have_attribute("data-status", "report_written")
 
         # 6. A senior validates it.
-        sign_in(senior, base, "pr-dubois")
+        sign_in_page(senior, base, "pr-dubois")
         senior.goto(f"{base}/cases/{case_id}")
         senior.click("#validate-report")
         expect(senior.locator("#case-status")).to_have_attribute("data-status", "validated")

@@ -13,6 +13,8 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.case_texts import TEXTS
 from serving.settings import Settings
+from serving.users import DEMO_PASSWORD
+from tests.serving.conftest import sign_in
 
 
 @pytest.fixture
@@ -21,11 +23,6 @@ def client(settings: Settings, real_predictor: Any) -> Iterator[TestClient]:
     app.state.load_predictor = lambda: real_predictor
     with TestClient(app, follow_redirects=False) as test_client:
         yield test_client
-
-
-def signed(client: TestClient, user: str) -> TestClient:
-    client.cookies.set("dermtriage_user", user)
-    return client
 
 
 FORM = {
@@ -62,36 +59,40 @@ def test_pages_send_strangers_to_sign_in(client: TestClient) -> None:
         assert response.headers["location"].startswith("/login?next=")
 
 
-def test_sign_in_remembers_the_user_and_goes_to_their_home(client: TestClient) -> None:
-    page = client.get("/login")
-    assert page.status_code == 200 and "Dr Sophie Bernard" in page.text
-    response = client.post("/login", data={"user_id": "dr-bernard"})
-    assert response.headers["location"] == "/worklist"
+def test_sign_in_goes_to_the_users_home_and_never_off_site(client: TestClient) -> None:
+    sign_in(client, "dr-bernard")
     assert client.get("/worklist").status_code == 200
-    back = client.post("/login", data={"user_id": "dr-martin", "next": "//evil.example"})
-    assert back.headers["location"] == "/gp/requests"  # no open redirect
+    client.cookies.clear()
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    back = client.post(
+        "/login",
+        data={"login": "dr-bernard", "password": DEMO_PASSWORD, "csrf_token": token,
+              "next": "//evil.example"},
+    )  # fmt: skip
+    assert back.headers["location"] == "/worklist"  # no open redirect
 
 
 def test_french_by_default_english_on_request(client: TestClient) -> None:
-    signed(client, "dr-bernard")
+    sign_in(client, "dr-bernard")
     assert "<h1>File de lecture</h1>" in client.get("/worklist").text
     english = client.get("/worklist?lang=en")
     assert "<h1>Worklist</h1>" in english.text
     assert "<h1>Worklist</h1>" in client.get("/worklist").text  # remembered
 
 
-def test_each_role_is_sent_to_its_own_pages(client: TestClient) -> None:
-    signed(client, "dr-martin")
-    assert client.get("/worklist").headers["location"] == "/gp/requests"
-    assert client.get("/stats").headers["location"] == "/gp/requests"
-    signed(client, "pr-dubois")
-    assert client.get("/gp/requests/new").headers["location"] == "/worklist"
+def test_each_role_is_refused_the_other_roles_pages(client: TestClient) -> None:
+    sign_in(client, "dr-martin")
+    assert client.get("/worklist").status_code == 403
+    assert client.get("/stats").status_code == 403
+    sign_in(client, "pr-dubois")
+    assert client.get("/gp/requests/new").status_code == 403
 
 
 def test_a_gp_submits_a_request_and_the_expert_reads_it(
     client: TestClient, clean_photos: list[Path]
 ) -> None:
-    signed(client, "dr-martin")
+    sign_in(client, "dr-martin")
     form = client.get("/gp/requests/new")
     assert 'value="10101234567"' in form.text  # prefilled from the signed-in GP
     response = send_form(client, clean_photos[0].read_bytes())
@@ -101,7 +102,7 @@ def test_a_gp_submits_a_request_and_the_expert_reads_it(
     case_id = int(re.search(r'data-case-id="(\d+)"', listing).group(1))  # type: ignore[union-attr]
     assert "PAT-77" in client.get(f"/gp/requests/{case_id}").text
 
-    signed(client, "dr-bernard")
+    sign_in(client, "dr-bernard")
     worklist = client.get("/worklist").text
     assert "PAT-77" in worklist and "taille modifiée" in worklist
     assert "pas encore scoré" in worklist
@@ -115,7 +116,7 @@ def test_a_gp_submits_a_request_and_the_expert_reads_it(
 def test_a_faulty_request_is_shown_again_with_its_errors_and_values(
     client: TestClient, clean_photos: list[Path]
 ) -> None:
-    signed(client, "dr-martin")
+    sign_in(client, "dr-martin")
     response = send_form(client, clean_photos[0].read_bytes(), age="150", requester_rpps="12")
     assert response.status_code == 422
     assert "Doit être au plus 120." in response.text
@@ -123,16 +124,16 @@ def test_a_faulty_request_is_shown_again_with_its_errors_and_values(
     assert 'value="PAT-77"' in response.text  # what the GP typed is kept
     no_photo = send_form(client, None)
     assert no_photo.status_code == 422 and "Joignez de 1 à 5 photos." in no_photo.text
-    signed(client, "dr-bernard")
+    sign_in(client, "dr-bernard")
     assert "PAT-77" not in client.get("/worklist").text
 
 
 def test_a_report_with_errors_is_shown_again_on_the_case_page(
     client: TestClient, clean_photos: list[Path]
 ) -> None:
-    signed(client, "dr-martin")
+    sign_in(client, "dr-martin")
     send_form(client, clean_photos[0].read_bytes())
-    signed(client, "dr-bernard")
+    sign_in(client, "dr-bernard")
     client.post("/cases/1/review")
     response = client.post("/cases/1/report", data={"conduct": "monitor", "text": "Surveiller."})
     assert response.status_code == 422
@@ -147,9 +148,9 @@ def test_a_report_with_errors_is_shown_again_on_the_case_page(
 
 
 def test_the_statistics_page_draws_its_chart(client: TestClient, clean_photos: list[Path]) -> None:
-    signed(client, "dr-martin")
+    sign_in(client, "dr-martin")
     send_form(client, clean_photos[0].read_bytes())
-    signed(client, "pr-dubois")
+    sign_in(client, "pr-dubois")
     page = client.get("/stats")
     assert page.status_code == 200
     assert "<svg" in page.text and "Demandes reçues par semaine" in page.text
@@ -157,7 +158,7 @@ def test_the_statistics_page_draws_its_chart(client: TestClient, clean_photos: l
 
 
 def test_assets_are_served_locally(client: TestClient) -> None:
-    signed(client, "dr-bernard")
+    sign_in(client, "dr-bernard")
     page = client.get("/worklist").text
     for asset in ("/static/cases.css", "/static/cases.js"):
         assert client.get(asset).status_code == 200
@@ -168,18 +169,18 @@ def test_assets_are_served_locally(client: TestClient) -> None:
 def test_the_gp_page_shows_the_request_but_not_the_triage(
     client: TestClient, clean_photos: list[Path]
 ) -> None:
-    signed(client, "dr-martin")
+    sign_in(client, "dr-martin")
     send_form(client, clean_photos[0].read_bytes())
     client.app.state.case_runtime.worker.run_once()  # type: ignore[attr-defined]
     page = client.get("/gp/requests/1").text
     assert "PAT-77" in page and "Lésion pigmentée qui grandit" in page
     assert "test-model/1" not in page and "p(malin)" not in page and "saliency" not in page
-    signed(client, "dr-leroy")
+    sign_in(client, "dr-leroy")
     assert client.get("/gp/requests/1").status_code == 404  # another GP's case
 
 
 def test_the_form_speaks_english_when_asked(client: TestClient, clean_photos: list[Path]) -> None:
-    signed(client, "dr-martin")
+    sign_in(client, "dr-martin")
     client.get("/gp/requests/new?lang=en")
     response = send_form(client, clean_photos[0].read_bytes(), age="")
     assert response.status_code == 422

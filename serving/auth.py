@@ -1,0 +1,289 @@
+"""Accounts, passwords, sessions, API tokens, CSRF tokens and the sign-in rate limit.
+
+Everything here takes an open SQLAlchemy session and plain values (times, limits), never the
+settings or the request, so the HTTP layer (:mod:`serving.deps`, :mod:`serving.routes.auth`) and
+the command line (``dermtriage users``) share one implementation.
+
+- Passwords: argon2id (``argon2-cffi``'s defaults, RFC 9106 low-memory profile); a hash made with
+  older parameters is upgraded at the next successful sign-in.
+- Tokens: 32 random bytes (URL-safe base64) handed to the client once; the database keeps only
+  their SHA-256, so a leaked database or backup signs nobody in. A token is refused once expired,
+  revoked (sign-out, ``DELETE /api/v1/auth/token``) or when its account is disabled.
+- CSRF: the token of a signed-in browser is derived from its session secret (synchroniser token
+  that needs no storage and changes with every session); before sign-in, the sign-in form is
+  protected by a random pre-session cookie (double submit).
+- Rate limit: failed sign-ins are rows; too many for one login, or from one client address,
+  within the window answer "too many attempts" until the window has passed. A success clears that
+  login's failures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from pipeline.workflow import Role
+from serving.db.models import AuthToken, LoginFailure, UserAccount
+from serving.users import DEMO_PASSWORD, DEMO_USERS, User
+
+logger = logging.getLogger(__name__)
+
+_hasher = PasswordHasher()
+# A real hash to verify against when the login is unknown, so that timing does not reveal
+# which logins exist.
+_DUMMY_HASH = _hasher.hash("not a password anyone has")
+
+MIN_PASSWORD_CHARS = 10
+LOGIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+
+
+class TokenKind(StrEnum):
+    session = "session"  # a browser's cookie
+    api = "api"  # an ``Authorization: Bearer`` token
+
+
+class AccountError(ValueError):
+    """An account cannot be created or changed as asked (the message says why)."""
+
+
+class TooManyAttemptsError(Exception):
+    """Sign-in refused without checking the password: too many recent failures."""
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__("too many failed sign-ins; try again later")
+        self.retry_after_seconds = retry_after_seconds
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    max_per_login: int
+    max_per_client: int
+    window: timedelta
+
+
+# --- passwords and accounts ------------------------------------------------------------------
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def to_user(account: UserAccount) -> User:
+    """The plain record routes and services work with."""
+    return User(
+        id=account.id,
+        name=account.name,
+        role=Role(account.role),
+        organisation=account.organisation,
+        email=account.email,
+        rpps=account.rpps,
+        phone=account.phone,
+        centre=account.centre,
+    )
+
+
+def create_account(session: Session, user: User, password: str, *, now: datetime) -> UserAccount:
+    """A new active account for ``user`` (its ``id`` is the login)."""
+    if not user.id or set(user.id) - LOGIN_CHARS or len(user.id) > 64:
+        raise AccountError("login: lower-case letters, digits, '-', '_' or '.', 64 at most")
+    if user.role is Role.system:
+        raise AccountError("the system role is the service's own, not a person's")
+    if user.role in (Role.first_reader, Role.senior, Role.requester) and not user.centre:
+        raise AccountError(f"a {user.role.value} needs a centre")
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise AccountError(f"password: {MIN_PASSWORD_CHARS} characters at least")
+    if session.get(UserAccount, user.id) is not None:
+        raise AccountError(f"login {user.id!r} is taken")
+    account = UserAccount(
+        id=user.id,
+        name=user.name,
+        role=user.role.value,
+        organisation=user.organisation,
+        centre=user.centre,
+        email=user.email,
+        rpps=user.rpps,
+        phone=user.phone,
+        password_hash=hash_password(password),
+        active=True,
+        created_at=now,
+        disabled_at=None,
+    )
+    session.add(account)
+    session.flush()
+    logger.info("account %s created (%s)", user.id, user.role.value)
+    return account
+
+
+def disable_account(session: Session, login: str, *, now: datetime) -> UserAccount:
+    """Disable ``login`` and revoke all its sessions and tokens (idempotent)."""
+    account = session.get(UserAccount, login)
+    if account is None:
+        raise AccountError(f"no account {login!r}")
+    if account.active:
+        account.active = False
+        account.disabled_at = now
+    revoke_all(session, login, now=now)
+    logger.info("account %s disabled", login)
+    return account
+
+
+def list_accounts(session: Session) -> list[UserAccount]:
+    return list(session.scalars(select(UserAccount).order_by(UserAccount.role, UserAccount.id)))
+
+
+def load_user(session: Session, login: str) -> User | None:
+    """The active account ``login`` as a :class:`User`, or ``None``."""
+    account = session.get(UserAccount, login)
+    return to_user(account) if account is not None and account.active else None
+
+
+def seed_demo_accounts(
+    session: Session, *, now: datetime, only: Collection[str] | None = None
+) -> int:
+    """Create the demo directory's accounts (all, or those in ``only``) that do not exist yet,
+    with the password :data:`~serving.users.DEMO_PASSWORD`; returns how many were created."""
+    existing = set(session.scalars(select(UserAccount.id)))
+    created = 0
+    for user in DEMO_USERS:
+        if user.id not in existing and (only is None or user.id in only):
+            create_account(session, user, DEMO_PASSWORD, now=now)
+            created += 1
+    return created
+
+
+# --- sign-in and its rate limit --------------------------------------------------------------
+
+
+def _check_rate(session: Session, login: str, client: str, now: datetime, limit: RateLimit) -> None:
+    since = now - limit.window
+    for column, value, most in (
+        (LoginFailure.login, login, limit.max_per_login),
+        (LoginFailure.client, client, limit.max_per_client),
+    ):
+        count, oldest = session.execute(
+            select(func.count(), func.min(LoginFailure.at)).where(
+                column == value, LoginFailure.at > since
+            )
+        ).one()
+        if count >= most:
+            oldest_at = oldest if oldest.tzinfo else oldest.replace(tzinfo=now.tzinfo)
+            wait = (oldest_at + limit.window - now).total_seconds()
+            raise TooManyAttemptsError(max(1, int(wait) + 1))
+
+
+def authenticate(
+    session: Session,
+    login: str,
+    password: str,
+    *,
+    client: str,
+    now: datetime,
+    limit: RateLimit,
+) -> User | None:
+    """The account's user when ``password`` is right and the account active, else ``None``.
+
+    Raises :class:`TooManyAttemptsError` before checking anything when the login or the client
+    has failed too often lately. A failure is recorded (and must be committed by the caller even
+    though sign-in failed: :func:`record_failure` runs in the caller's session, which commits).
+    """
+    login = (login or "").strip().lower()[:64]
+    client = (client or "unknown")[:64]
+    _check_rate(session, login, client, now, limit)
+    account = session.get(UserAccount, login) if login else None
+    ok = False
+    try:
+        ok = _hasher.verify(account.password_hash if account else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        ok = False
+    if not ok or account is None or not account.active:
+        session.add(LoginFailure(login=login, client=client, at=now))
+        logger.info("failed sign-in for login %r", login)
+        return None
+    if _hasher.check_needs_rehash(account.password_hash):
+        account.password_hash = hash_password(password)
+    session.execute(delete(LoginFailure).where(LoginFailure.login == login))
+    return to_user(account)
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(
+    session: Session, user: User, kind: TokenKind, *, now: datetime, lifetime: timedelta
+) -> tuple[str, datetime]:
+    """A new secret for ``user`` (returned once, never stored) and its expiry."""
+    token = secrets.token_urlsafe(32)
+    expires = now + lifetime
+    session.add(
+        AuthToken(
+            token_hash=token_digest(token),
+            user_id=user.id,
+            kind=kind.value,
+            created_at=now,
+            expires_at=expires,
+            revoked_at=None,
+        )
+    )
+    return token, expires
+
+
+def resolve_token(session: Session, token: str, kind: TokenKind, *, now: datetime) -> User | None:
+    """The active user a live ``token`` of ``kind`` belongs to, or ``None``."""
+    if not token or len(token) > 256:
+        return None
+    row = session.get(AuthToken, token_digest(token))
+    if row is None or row.kind != kind.value or row.revoked_at is not None:
+        return None
+    if row.expires_at <= now:
+        return None
+    return load_user(session, row.user_id)
+
+
+def revoke_token(session: Session, token: str, *, now: datetime) -> bool:
+    """Revoke one token (sign-out); ``False`` when it was unknown or already revoked."""
+    row = session.get(AuthToken, token_digest(token)) if token else None
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = now
+    return True
+
+
+def revoke_all(session: Session, login: str, *, now: datetime) -> int:
+    rows: Sequence[AuthToken] = session.scalars(
+        select(AuthToken).where(AuthToken.user_id == login, AuthToken.revoked_at.is_(None))
+    ).all()
+    for row in rows:
+        row.revoked_at = now
+    return len(rows)
+
+
+# --- CSRF ------------------------------------------------------------------------------------
+
+
+def csrf_for_session(session_token: str) -> str:
+    """The CSRF token of a signed-in browser: bound to its session secret, unguessable without
+    it (the session cookie is HttpOnly), and different for every session."""
+    return hashlib.sha256(b"dermtriage-csrf\0" + session_token.encode()).hexdigest()
+
+
+def new_presession_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def csrf_matches(expected: str | None, given: str | None) -> bool:
+    return bool(expected) and bool(given) and hmac.compare_digest(str(expected), str(given))

@@ -1,0 +1,329 @@
+"""Signing in and out (pages and API) and the administrators' account API.
+
+- ``GET /login`` / ``POST /login``: the sign-in form (login + password, CSRF-protected by a
+  pre-session cookie); success opens a server-side session in an HttpOnly, SameSite=Lax cookie.
+- ``POST /logout``: revokes the session (CSRF-protected like every form).
+- ``POST /api/v1/auth/token``: login + password in JSON, a bearer token out;
+  ``DELETE /api/v1/auth/token`` revokes the token that authenticates the call;
+  ``GET /api/v1/auth/me``: who the token or session belongs to.
+- ``/api/v1/users``: list, create and disable accounts (admins only).
+
+Failed sign-ins are rate limited (429) by :func:`serving.auth.authenticate`; see docs/access.md.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, HTTPException, Request, Response, status
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import BaseModel, Field
+
+from pipeline.access import Permission
+from pipeline.workflow import Role
+from serving import auth
+from serving.db.models import UserAccount
+from serving.deps import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    CurrentUser,
+    Now,
+    OptionalUser,
+    PageUser,
+    SessionDep,
+    SettingsDep,
+    identity,
+    require,
+)
+from serving.routes.worklist_pages import home_for, page_lang, render
+from serving.settings import Settings
+from serving.users import User
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["auth"])
+
+TEXTS = {
+    "fr": {
+        "login": "Identifiant",
+        "password": "Mot de passe",
+        "submit": "Se connecter",
+        "wrong": "Identifiant ou mot de passe incorrect.",
+        "too_many": "Trop de tentatives échouées : réessayez dans {minutes} min.",
+        "expired": "Le formulaire a expiré : réessayez.",
+    },
+    "en": {
+        "login": "Login",
+        "password": "Password",
+        "submit": "Sign in",
+        "wrong": "Wrong login or password.",
+        "too_many": "Too many failed attempts: try again in {minutes} min.",
+        "expired": "The form expired: please try again.",
+    },
+}
+
+
+def _rate_limit(settings: Settings) -> auth.RateLimit:
+    return auth.RateLimit(
+        max_per_login=settings.login_max_failures,
+        max_per_client=settings.login_max_failures_per_client,
+        window=timedelta(minutes=settings.login_window_minutes),
+    )
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _safe_next(target: str) -> str | None:
+    """Only a path on this site (no ``//host`` or scheme), so sign-in cannot redirect away."""
+    if target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+
+def _login_page(
+    request: Request,
+    settings: Settings,
+    user: User | None,
+    *,
+    next_url: str,
+    login: str = "",
+    error: str = "",
+    status_code: int = 200,
+) -> HTMLResponse:
+    lang = page_lang(request, settings)
+    token = request.cookies.get(CSRF_COOKIE) or auth.new_presession_token()
+    response = render(
+        request,
+        "sign_in.html",
+        lang,
+        user,
+        status_code=status_code,
+        texts=TEXTS[lang],
+        next=next_url,
+        login=login,
+        error=error,
+        login_csrf=token,
+    )
+    if request.cookies.get(CSRF_COOKIE) != token:
+        response.set_cookie(
+            CSRF_COOKIE, token, httponly=True, samesite="lax", secure=settings.secure_cookies
+        )
+    return response
+
+
+@router.get("/login", response_class=HTMLResponse, include_in_schema=False)
+def login_page(
+    request: Request, settings: SettingsDep, user: OptionalUser, next: str = ""
+) -> HTMLResponse:
+    return _login_page(request, settings, user, next_url=next)
+
+
+@router.post("/login", response_model=None, include_in_schema=False)
+def login(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    login: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "",
+) -> Response:
+    """Check the password; open a session, or show the form again with the reason."""
+    lang = page_lang(request, settings)
+    if not auth.csrf_matches(request.cookies.get(CSRF_COOKIE), csrf_token):
+        return _login_page(
+            request, settings, None, next_url=next, login=login,
+            error=TEXTS[lang]["expired"], status_code=status.HTTP_403_FORBIDDEN,
+        )  # fmt: skip
+    try:
+        user = auth.authenticate(
+            session, login, password, client=_client(request), now=now,
+            limit=_rate_limit(settings),
+        )  # fmt: skip
+    except auth.TooManyAttemptsError as exc:
+        response = _login_page(
+            request, settings, None, next_url=next, login=login,
+            error=TEXTS[lang]["too_many"].format(minutes=-(-exc.retry_after_seconds // 60)),
+            status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+        )  # fmt: skip
+        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+        return response
+    if user is None:
+        return _login_page(
+            request, settings, None, next_url=next, login=login,
+            error=TEXTS[lang]["wrong"], status_code=status.HTTP_401_UNAUTHORIZED,
+        )  # fmt: skip
+    token, _expires = auth.issue_token(
+        session, user, auth.TokenKind.session, now=now,
+        lifetime=timedelta(hours=settings.session_hours),
+    )  # fmt: skip
+    response = RedirectResponse(
+        _safe_next(next) or home_for(user), status_code=status.HTTP_303_SEE_OTHER
+    )
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(settings.session_hours * 3600),
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+    )
+    response.delete_cookie(CSRF_COOKIE)
+    logger.info("user %s signed in", user.id)
+    return response
+
+
+@router.post("/logout", include_in_schema=False)
+def logout(request: Request, user: PageUser, session: SessionDep, now: Now) -> RedirectResponse:
+    """Revoke this browser's session (the cookie alone would be kept by a copy) and forget it."""
+    found = identity(request)
+    if found is not None:
+        auth.revoke_token(session, found.token, now=now)
+    response = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
+    response.delete_cookie(SESSION_COOKIE)
+    logger.info("user %s signed out", user.id)
+    return response
+
+
+# --- API tokens ------------------------------------------------------------------------------
+
+
+class Credentials(BaseModel):
+    login: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+
+
+class TokenOut(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_at: datetime
+
+
+class UserOut(BaseModel):
+    id: str
+    name: str
+    role: Role
+    organisation: str
+    centre: str | None
+    email: str
+
+
+def _user_out(user: User) -> UserOut:
+    return UserOut(
+        id=user.id, name=user.name, role=user.role, organisation=user.organisation,
+        centre=user.centre, email=user.email,
+    )  # fmt: skip
+
+
+@router.post(
+    "/api/v1/auth/token",
+    response_model=TokenOut,
+    summary="Exchange a login and password for a bearer token",
+    responses={401: {"description": "Wrong login or password."},
+               429: {"description": "Too many failed attempts; see Retry-After."}},
+)  # fmt: skip
+def issue_api_token(
+    credentials: Credentials, request: Request, session: SessionDep, settings: SettingsDep,
+    now: Now,
+) -> TokenOut:  # fmt: skip
+    try:
+        user = auth.authenticate(
+            session, credentials.login, credentials.password, client=_client(request),
+            now=now, limit=_rate_limit(settings),
+        )  # fmt: skip
+    except auth.TooManyAttemptsError as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS, "too many failed attempts",
+            headers={"Retry-After": str(exc.retry_after_seconds)},
+        ) from exc  # fmt: skip
+    if user is None:
+        # The failure row must be kept although the request fails: commit it, then refuse.
+        session.commit()
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong login or password")
+    token, expires = auth.issue_token(
+        session, user, auth.TokenKind.api, now=now,
+        lifetime=timedelta(days=settings.api_token_days),
+    )  # fmt: skip
+    logger.info("API token issued to %s", user.id)
+    return TokenOut(access_token=token, expires_at=expires)
+
+
+@router.delete("/api/v1/auth/token", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_api_token(request: Request, user: CurrentUser, session: SessionDep, now: Now) -> None:
+    """Revoke the bearer token this call carries (a browser signs out with ``POST /logout``)."""
+    found = identity(request)
+    if found is None or found.via != "bearer":
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "call this with the bearer token")
+    auth.revoke_token(session, found.token, now=now)
+
+
+@router.get("/api/v1/auth/me", response_model=UserOut)
+def who_am_i(user: CurrentUser) -> UserOut:
+    return _user_out(user)
+
+
+# --- account administration ------------------------------------------------------------------
+
+
+class NewUser(BaseModel):
+    id: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=120)
+    role: Role
+    organisation: str = Field(max_length=160)
+    centre: str | None = Field(default=None, max_length=64)
+    email: str = Field(max_length=254)
+    rpps: str | None = Field(default=None, pattern=r"^\d{11}$")
+    phone: str | None = Field(default=None, max_length=32)
+    password: str = Field(max_length=1024)
+
+
+class AccountOut(UserOut):
+    active: bool
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+def _account_out(account: UserAccount) -> AccountOut:
+    return AccountOut(
+        **_user_out(auth.to_user(account)).model_dump(),
+        active=account.active,
+        created_at=account.created_at,
+        disabled_at=account.disabled_at,
+    )
+
+
+@router.get("/api/v1/users", response_model=list[AccountOut])
+def list_users(user: CurrentUser, session: SessionDep) -> list[AccountOut]:
+    require(Permission.manage_users, user)
+    return [_account_out(a) for a in auth.list_accounts(session)]
+
+
+@router.post("/api/v1/users", response_model=AccountOut, status_code=status.HTTP_201_CREATED)
+def create_user(body: NewUser, user: CurrentUser, session: SessionDep, now: Now) -> AccountOut:
+    require(Permission.manage_users, user)
+    fields: dict[str, Any] = body.model_dump(exclude={"password"})
+    try:
+        account = auth.create_account(session, User(**fields), body.password, now=now)
+    except auth.AccountError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return _account_out(account)
+
+
+@router.post("/api/v1/users/{login}/disable", response_model=AccountOut)
+def disable_user(login: str, user: CurrentUser, session: SessionDep, now: Now) -> AccountOut:
+    require(Permission.manage_users, user)
+    if login == user.id:
+        raise HTTPException(status.HTTP_409_CONFLICT, "an administrator cannot disable themself")
+    try:
+        account = auth.disable_account(session, login, now=now)
+    except auth.AccountError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    return _account_out(account)
