@@ -26,7 +26,7 @@ from typing import Any
 CHAIN_FORMAT_VERSION = 1
 GENESIS_HASH = "0" * 64
 #: Details are a short note (ids, counts, codes), never a document: bigger means misuse.
-MAX_DETAILS_BYTES = 2048
+MAX_DETAILS_BYTES = 4096
 #: Keys that would carry patient data into the trail; refused whatever their value.
 FORBIDDEN_DETAIL_KEYS = frozenset(
     {

@@ -18,6 +18,7 @@ ROUTER_MODULES = (
     "serving.routes.pages",
     "serving.routes.cases",
     "serving.routes.worklist_pages",
+    "serving.routes.audit",
 )
 
 

@@ -35,6 +35,7 @@ from pipeline.workflow import (
     TransitionError,
     transition,
 )
+from serving import audit
 from serving.db.models import Case, Event, Message, Photo, Report
 from serving.storage import PhotoStore, write_for_session
 from serving.users import User
@@ -124,6 +125,9 @@ def _record(
         detail=detail,
     )
     session.add(event)
+    session.flush()  # a new case gets its id, which the audit event names
+    details = audit.change_details(from_status, to_status, detail)
+    audit.record(session, user, f"case.{action}", case_id=case.id, details=details, at=now)
     return event
 
 
@@ -262,6 +266,7 @@ def create_case(
         detail={"photos": len(stored)},
     )
     session.flush()
+    audit.record_photo_quality(session, user, case, at=now)
     logger.info("case %s submitted with %d photo(s)", case.id, len(stored))
     return case
 

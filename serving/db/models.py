@@ -288,3 +288,40 @@ class LoginFailure(Base):
     login: Mapped[str] = mapped_column(String(64), index=True)
     client: Mapped[str] = mapped_column(String(64), index=True)
     at: Mapped[datetime] = mapped_column(index=True)
+
+
+class AuditEvent(Base):
+    """One link of the append-only, hash-chained audit trail (see ``pipeline.audit_chain``).
+
+    Written only through :func:`serving.audit.record`, in the transaction of the act it records;
+    database triggers refuse UPDATE and DELETE. ``case_id`` is deliberately not a foreign key:
+    the trail must outlive (and never cascade with) the rows it speaks of.
+    """
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(index=True)
+    actor_id: Mapped[str] = mapped_column(String(64), index=True)
+    actor_role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    case_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    details: Mapped[dict[str, Any] | None]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """The chain's head: a single row (``id`` 1) with the last sequence number and hash.
+
+    Every writer locks this row first, so concurrent writers take turns and never fork the chain;
+    it also tells :func:`serving.audit.verify` where the chain should end (a trigger refuses to move
+    it backwards).
+    """
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

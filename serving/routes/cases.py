@@ -25,8 +25,8 @@ from pipeline.priority import Priority, Tier
 from pipeline.questionnaire import QuestionnaireError, parse_questionnaire
 from pipeline.report import ReportError, parse_report
 from pipeline.workflow import ANSWER_VISIBLE, Role, Status, available_actions
+from serving import audit, idempotency
 from serving import case_service as svc
-from serving import idempotency
 from serving.db.models import Case
 from serving.deps import CurrentUser, Lang, Now, Runtime, SessionDep, SettingsDep, StoreDep
 from serving.runtime import case_runtime
@@ -336,6 +336,7 @@ def list_cases(
     with http_errors():
         if user.role is Role.requester:
             cases = svc.my_requests(session, user)
+            audit.record_listing(session, user, audit.REQUESTS_READ, cases, via="api")
             return {
                 "items": [case_summary(c, None, lang) for c in cases],
                 "total": len(cases),
@@ -356,6 +357,8 @@ def list_cases(
             page=page,
             page_size=page_size or settings.worklist_page_size,
         )
+    shown = [r.case for r in result.rows]
+    audit.record_listing(session, user, audit.WORKLIST_READ, shown, via="api")
     return {
         "items": [case_summary(r.case, r.priority, lang) for r in result.rows],
         "total": result.total,
@@ -376,6 +379,7 @@ def read_case(
 ) -> dict[str, Any]:
     with http_errors():
         case = svc.get_case(session, case_id, user)
+    audit.record(session, user, audit.CASE_READ, case_id=case.id, details={"via": "api"})
     priority = svc.priority_of(case, now, settings.review_deadline_hours)
     return case_detail(case, user, priority, lang)
 
@@ -401,6 +405,7 @@ def read_photo(
     case_id: int, photo_id: int, user: CurrentUser, session: SessionDep, store: StoreDep
 ) -> Response:
     _, photo = _photo(session, case_id, photo_id, user)
+    audit.record(session, user, audit.PHOTO_READ, case_id=case_id, details={"photo_id": photo_id})
     return _blob(store.get(photo.sha256), photo.mime)
 
 
@@ -409,6 +414,8 @@ def read_thumbnail(
     case_id: int, photo_id: int, user: CurrentUser, session: SessionDep, store: StoreDep
 ) -> Response:
     _, photo = _photo(session, case_id, photo_id, user)
+    details = {"photo_id": photo_id, "thumbnail": True}
+    audit.record(session, user, audit.PHOTO_READ, case_id=case_id, details=details)
     return _blob(store.get(photo.thumbnail_sha256), "image/jpeg")
 
 
@@ -423,6 +430,10 @@ def read_saliency(
     score = next((s for s in case.current_scores if s.photo_id == photo.id), None)
     if score is None or score.saliency_sha256 is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "not scored yet")
+    audit.record(
+        session, user, audit.SALIENCY_READ, case_id=case_id,
+        model_version=score.model_version, details={"photo_id": photo_id},
+    )  # fmt: skip
     try:
         return _blob(store.get(score.saliency_sha256), "image/jpeg")
     except BlobNotFoundError as exc:
@@ -586,6 +597,7 @@ def read_events(case_id: int, user: CurrentUser, session: SessionDep) -> list[di
     if not user.is_expert:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "experts only")
     case = guarded(lambda: svc.get_case(session, case_id, user))
+    audit.record(session, user, audit.CASE_HISTORY_READ, case_id=case.id)
     return [
         {
             "at": e.at.isoformat(),
@@ -617,6 +629,7 @@ def report_pdf(
     from serving.pdf import report_pdf as render
 
     case = _visible_report(session, case_id, user)
+    audit.record(session, user, audit.CASE_EXPORT, case_id=case.id, details={"format": "pdf"})
     return Response(
         render(case, lang, store=store),
         media_type="application/pdf",
@@ -632,6 +645,7 @@ def report_fhir(
     from serving.exports import fhir_report
 
     case = _visible_report(session, case_id, user)
+    audit.record(session, user, audit.CASE_EXPORT, case_id=case.id, details={"format": "fhir"})
     return JSONResponse(fhir_report(case, lang, store=store), media_type="application/fhir+json")
 
 

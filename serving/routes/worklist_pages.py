@@ -47,6 +47,7 @@ from pipeline.workflow import (
     Status,
     available_actions,
 )
+from serving import audit
 from serving import case_service as svc
 from serving.case_texts import Lang, translator
 from serving.db.models import Case, Event
@@ -229,6 +230,8 @@ def worklist_page(
         page=max(1, page),
         page_size=settings.worklist_page_size,
     )
+    shown = [row.case for row in result.rows]
+    audit.record_listing(session, user, audit.WORKLIST_READ, shown, via="page")
     selected = {"status": chosen_status, "priority": priority, "requester": requester}
 
     def page_url(number: int) -> str:
@@ -303,6 +306,7 @@ def case_page(
         return redirect(f"/gp/requests/{case_id}")  # type: ignore[return-value]
     _expert_only(user)
     case = _case_or_404(session, case_id, user)
+    audit.record(session, user, audit.CASE_READ, case_id=case.id, details={"via": "page"})
     return _case_page(request, user, session, settings, now, case)
 
 
@@ -406,13 +410,15 @@ def my_requests_page(
 ) -> HTMLResponse:
     _requester_only(user)
     lang = page_lang(request, settings)
+    cases = svc.my_requests(session, user)
+    audit.record_listing(session, user, audit.REQUESTS_READ, cases, via="page")
     return render(
         request,
         "gp_requests.html",
         lang,
         user,
         active="my_requests",
-        cases=svc.my_requests(session, user),
+        cases=cases,
         notice=NOTICES[lang].get(request.query_params.get("done", "")),
     )
 
@@ -532,6 +538,7 @@ def request_page(
     _requester_only(user)
     lang = page_lang(request, settings)
     case = _case_or_404(session, case_id, user)
+    audit.record(session, user, audit.CASE_READ, case_id=case.id, details={"via": "page"})
     return render(
         request,
         "gp_request.html",
