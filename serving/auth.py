@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -179,7 +180,7 @@ def _check_rate(session: Session, login: str, client: str, now: datetime, limit:
         if count >= most:
             oldest_at = oldest if oldest.tzinfo else oldest.replace(tzinfo=now.tzinfo)
             wait = (oldest_at + limit.window - now).total_seconds()
-            raise TooManyAttemptsError(max(1, int(wait) + 1))
+            raise TooManyAttemptsError(max(1, math.ceil(wait)))
 
 
 def authenticate(

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "serving.commands.models",
     "serving.commands.score",
     "serving.commands.demo",
+    "serving.commands.users",
     "serving.commands.audit",
 )
 

@@ -19,7 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="run the web service")
     parser.add_argument("--host", default=None, help="default: DERMTRIAGE_HOST")
     parser.add_argument("--port", type=int, default=None, help="default: DERMTRIAGE_PORT")
-    parser.add_argument("--no-demo", action="store_true", help="do not seed the demo cases")
+    parser.add_argument(
+        "--no-demo", action="store_true", help="do not seed the demo cases and demo accounts"
+    )
     parser.set_defaults(func=run)
 
 
@@ -41,6 +43,33 @@ def prepare(settings: Settings, *, demo: bool) -> None:
 
         created = seed_demo(settings)
         logger.info("demo cases created: %d", created)
+        logger.info("demo accounts created: %d", seed_demo_accounts(settings))
+
+
+def seed_demo_accounts(settings: Settings) -> int:
+    """The demo directory's accounts, with the documented demo password (README, "Demo
+    accounts"); existing accounts are left as they are."""
+    from datetime import UTC, datetime
+
+    from serving import auth
+    from serving.db.session import Database
+
+    database = Database(settings.sqlalchemy_url)
+    try:
+        database.upgrade()
+        with database.session() as session:
+            return auth.seed_demo_accounts(session, now=datetime.now(UTC))
+    finally:
+        database.dispose()
+
+
+def demo_banner() -> list[str]:
+    """The start banner's list of demo sign-ins: who is who, and the shared demo password."""
+    from serving.users import DEMO_PASSWORD, DEMO_USERS
+
+    lines = [f"Demo accounts (password for all: {DEMO_PASSWORD}):"]
+    lines += [f"  {u.id:<14} {u.role.value:<15} {u.centre or '-':<13} {u.name}" for u in DEMO_USERS]
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,5 +81,8 @@ def run(args: argparse.Namespace) -> int:
     prepare(settings, demo=not args.no_demo)
     host, port = args.host or settings.host, args.port or settings.port
     logger.info("DermTriage at http://%s:%d", host, port)
+    if not args.no_demo:
+        for line in demo_banner():
+            logger.info("%s", line)
     uvicorn.run(create_app(settings), host=host, port=port)
     return 0
