@@ -87,6 +87,9 @@ class RequestTooLargeError(StarletteHTTPException):
         self.limit = limit
 
 
+#: Characters never shown back from a file name (markup and quoting), escaping or not.
+_UNSHOWN = frozenset("<>\"'`&")
+
 #: Longest file name shown back to a user, in characters.
 DISPLAY_NAME_MAX = 80
 
@@ -96,11 +99,16 @@ def display_name(raw: str | None) -> str:
 
     Keeps the last path component (``../../etc/passwd`` -> ``passwd``, ``C:\\x\\y.jpg`` ->
     ``y.jpg``), drops control and format characters (NUL, newlines, bidi overrides that disguise
-    an extension), normalises Unicode and cuts it to :data:`DISPLAY_NAME_MAX` characters.
+    an extension) and markup characters, normalises Unicode and cuts it to
+    :data:`DISPLAY_NAME_MAX` characters.
     """
     text = unicodedata.normalize("NFC", raw or "")
     text = text.replace("\\", "/").rsplit("/", 1)[-1]
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] not in ("C", "Z") or ch == " ")
+    text = "".join(
+        ch
+        for ch in text
+        if (unicodedata.category(ch)[0] not in ("C", "Z") or ch == " ") and ch not in _UNSHOWN
+    )
     text = text.strip(" .")
     if len(text) > DISPLAY_NAME_MAX:
         text = text[: DISPLAY_NAME_MAX - 1] + "…"
@@ -131,7 +139,7 @@ class MultipartForm:
 
 @dataclass
 class _Part:
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, bytes] = field(default_factory=dict)
     name: str = ""
     filename: str | None = None
     content_type: str | None = None
@@ -232,20 +240,22 @@ class _StreamingForm:
 
     def on_header_end(self) -> None:
         name = bytes(self.header_field).decode("latin-1").strip().lower()
-        self.part.headers[name] = bytes(self.header_value).decode("utf-8", "replace")
+        self.part.headers[name] = bytes(self.header_value)
         self.header_field.clear()
         self.header_value.clear()
 
     def on_headers_finished(self) -> None:
+        # Raw bytes: a UTF-8 file name must not crash the header parser (it works in latin-1).
         disposition, options = parse_options_header(
-            self.part.headers.get("content-disposition", "")
+            self.part.headers.get("content-disposition", b"")
         )
         if disposition != b"form-data" or b"name" not in options:
             raise MalformedUploadError("a multipart part has no form-data name")
         self.part.name = options[b"name"].decode("utf-8", "replace")
         if b"filename" in options:
             self.part.filename = options[b"filename"].decode("utf-8", "replace")
-            self.part.content_type = self.part.headers.get("content-type")
+            declared = self.part.headers.get("content-type")
+            self.part.content_type = declared.decode("latin-1") if declared else None
             if len(self.form.files) + 1 > self.max_files:
                 raise TooManyFilesError(f"at most {self.max_files} files per request")
         else:
@@ -434,19 +444,28 @@ class RequestSizeLimitMiddleware:
                     return
                 break
         seen = 0
-        started = False
+        started = tripped = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, tripped
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
+                    tripped = True
                     raise RequestTooLargeError(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if tripped:
+                # Whatever the app made of the error (FastAPI's 400, Starlette's JSON 413), the
+                # client gets the one clear 413, in its language.
+                if message["type"] == "http.response.start" and not started:
+                    started = True
+                    logger.info("request refused: body passed %d bytes", self.max_bytes)
+                    await self._refuse(scope, send)
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
