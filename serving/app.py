@@ -19,6 +19,7 @@ ROUTER_MODULES = (
     "serving.routes.cases",
     "serving.routes.worklist_pages",
     "serving.routes.audit",
+    "serving.routes.governance",
 )
 
 

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "serving.commands.demo",
     "serving.commands.users",
     "serving.commands.audit",
+    "serving.commands.governance",
 )
 
 

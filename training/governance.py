@@ -111,6 +111,7 @@ class VersionDossier:
         data["aliases"] = list(self.aliases)
         data["training_data"]["totals"] = self.training_data.totals
         data["headline"] = self.headline
+        data["in_service_since"] = self.in_service_since
         return _json_safe(data)
 
 

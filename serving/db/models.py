@@ -41,6 +41,10 @@ NAMING_CONVENTION = {
 }
 
 
+SCORE_ROLE_CHAMPION = "champion"
+SCORE_ROLE_SHADOW = "shadow"
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored in UTC and returned aware; naive datetimes are refused on the way in."""
 
@@ -121,8 +125,9 @@ class Case(Base):
 
     @property
     def current_scores(self) -> list[Score]:
-        """The scores of the latest scoring run (older runs are kept, marked superseded)."""
-        return [s for s in self.scores if not s.superseded]
+        """The champion's scores of the latest scoring run (older runs are kept, marked
+        superseded; a challenger's shadow scores never count)."""
+        return [s for s in self.scores if not s.superseded and s.role != SCORE_ROLE_SHADOW]
 
     @property
     def case_score(self) -> Score | None:
@@ -165,10 +170,13 @@ class Photo(Base):
 
 
 class Score(Base):
-    """The model's opinion of one photo, with the model version that gave it."""
+    """The model's opinion of one photo, with the model version that gave it and its role."""
 
     __tablename__ = "scores"
-    __table_args__ = (Index("ix_scores_case_current", "case_id", "superseded"),)
+    __table_args__ = (
+        Index("ix_scores_case_current", "case_id", "superseded"),
+        Index("ix_scores_model_version_role", "model_version", "role"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"))
@@ -182,6 +190,10 @@ class Score(Base):
     saliency_sha256: Mapped[str | None] = mapped_column(String(64))
     superseded: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
+    # ``champion``: the worklist's score; ``shadow``: a challenger's, stored for comparison only.
+    role: Mapped[str] = mapped_column(
+        String(16), default=SCORE_ROLE_CHAMPION, server_default=SCORE_ROLE_CHAMPION
+    )
 
     case: Mapped[Case] = relationship(back_populates="scores")
 
