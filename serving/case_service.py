@@ -5,9 +5,10 @@ current time, applies the pure rules of ``pipeline.workflow`` / ``pipeline.prior
 rows and records an :class:`~serving.db.Event` (who, what, when) for every change. The caller's
 session commits or rolls back the whole unit of work, so a request is applied whole or not at all.
 
-Visibility rule for now: a requester sees only the cases they sent (others answer "not found", so
-existence is not disclosed); experts (first readers, seniors) see every case. Access control will
-refine this per centre and role; it hooks in at :func:`get_case` and :func:`_require_role`.
+Who may see or touch which case is :func:`pipeline.access.can`'s answer, asked here in
+:func:`get_case` (a case the user may not read answers "not found", so its existence is not
+disclosed), :func:`_may_change` (read-only users such as auditors get :class:`ForbiddenError`) and
+:func:`worklist` (experts see their centre's cases). See docs/access.md.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from pipeline.access import Permission, can, sees_every_centre
 from pipeline.intake import IntakeError
 from pipeline.priority import CaseFacts, Priority, RedFlags, ScoringState, Tier, assess
 from pipeline.questionnaire import Questionnaire
@@ -131,10 +133,18 @@ def _record(
     return event
 
 
+def _may_change(user: User, case: Case) -> None:
+    """Refuse any change to ``case`` by someone who may not change it (checked on every change,
+    whatever route it comes from; the system role is the scoring worker's)."""
+    if user.role is not Role.system and not can(user, Permission.change_case, case):
+        raise ForbiddenError(f"a {user.role.value} may not change this case")
+
+
 def _move(
     session: Session, case: Case, action: Action, user: User, now: datetime, **kw: Any
 ) -> None:
     """Apply a workflow transition to ``case`` and record it; map refusals to our errors."""
+    _may_change(user, case)
     before = Status(case.status)
     report_author = case.report.author_id if case.report is not None else None
     try:
@@ -201,6 +211,8 @@ def create_case(
     (unique per requester) and ``request_sha256`` let a retried upload find this case.
     """
     _require_role(user, (Role.requester,), "submit a request")
+    if not user.centre:
+        raise ForbiddenError("this account has no resource centre to send cases to")
     if not 1 <= len(photos) <= MAX_PHOTOS:
         raise InvalidRequestError({"photos": _TEXT["photo_count"][lang]})
     from pipeline.quality import assess_bytes
@@ -230,6 +242,7 @@ def create_case(
         requester_id=user.id,
         requester_name=questionnaire.requester.name,
         requester_organisation=questionnaire.requester.organisation,
+        centre=user.centre,
         patient_pseudonym=questionnaire.patient_pseudonym,
         questionnaire=questionnaire.model_dump(mode="json"),
         scoring_state=ScoringState.pending.value,
@@ -291,9 +304,7 @@ def get_case(session: Session, case_id: int, user: User, *, for_update: bool = F
 
 
 def can_see(user: User, case: Case) -> bool:
-    if user.role is Role.requester:
-        return case.requester_id == user.id
-    return user.role in (Role.first_reader, Role.senior, Role.admin)
+    return can(user, Permission.read_case, case)
 
 
 def start_review(session: Session, case: Case, user: User, now: datetime) -> None:
@@ -305,6 +316,7 @@ def add_message(
 ) -> Message:
     """A plain message on the case, from the requester or an expert, while the case is open."""
     _require_role(user, (Role.requester, Role.first_reader, Role.senior), "write messages")
+    _may_change(user, case)
     text = _message_body(body, lang)
     if case.status == Status.closed.value:
         raise ConflictError("bad_state", "the case is closed")
@@ -470,9 +482,12 @@ def worklist(
     case, then sorted and sliced; a resource centre's open cases number in the hundreds, which
     this handles in milliseconds.
     """
-    _require_role(user, (Role.first_reader, Role.senior, Role.admin), "see the worklist")
+    if not can(user, Permission.read_worklist):
+        raise ForbiddenError(f"a {user.role.value} may not see the worklist")
     filters = filters or WorklistFilters()
     query = _case_query()
+    if not sees_every_centre(user):
+        query = query.where(Case.centre == user.centre)
     if filters.statuses:
         query = query.where(Case.status.in_([s.value for s in filters.statuses]))
     if filters.requester_id:
@@ -505,11 +520,13 @@ def my_requests(session: Session, user: User) -> list[Case]:
     return list(session.scalars(query))
 
 
-def requesters(session: Session) -> list[tuple[str, str]]:
-    """(id, name) of every requester who has sent a case, for the worklist filter."""
-    rows = session.execute(
-        select(Case.requester_id, Case.requester_name).distinct().order_by(Case.requester_name)
-    )
+def requesters(session: Session, user: User | None = None) -> list[tuple[str, str]]:
+    """(id, name) of every requester who has sent a case (to ``user``'s centre when given, as
+    the worklist shows), for the worklist filter."""
+    query = select(Case.requester_id, Case.requester_name).distinct().order_by(Case.requester_name)
+    if user is not None and not sees_every_centre(user):
+        query = query.where(Case.centre == user.centre)
+    rows = session.execute(query)
     seen: dict[str, str] = {}
     for requester_id, name in rows:
         seen.setdefault(requester_id, name)

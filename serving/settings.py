@@ -89,6 +89,24 @@ class Settings(BaseSettings):
     )
     scoring_poll_seconds: float = Field(default=2.0, gt=0)
     worklist_page_size: int = Field(default=20, gt=0, le=200)
+    # Access (docs/access.md): sessions, API tokens, cookie flags, sign-in rate limit.
+    session_hours: float = Field(default=12.0, gt=0, description="browser session lifetime")
+    api_token_days: float = Field(default=30.0, gt=0, description="API bearer token lifetime")
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="Secure flag on the session cookie; empty means on, except when serving on "
+        "the loopback default (http://127.0.0.1 has no TLS, and browsers drop Secure cookies).",
+    )
+    login_max_failures: int = Field(default=5, gt=0, description="per login, in the window")
+    login_max_failures_per_client: int = Field(default=20, gt=0, description="per client IP")
+    login_window_minutes: float = Field(default=15.0, gt=0)
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Whether the session cookie gets the Secure flag (see ``cookie_secure``)."""
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.host not in ("127.0.0.1", "localhost", "::1")
 
     @property
     def tracking_uri(self) -> str:

@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from pipeline.access import Permission
 from pipeline.priority import Priority, Tier
 from pipeline.questionnaire import QuestionnaireError, parse_questionnaire
 from pipeline.report import ReportError, parse_report
@@ -28,7 +29,16 @@ from pipeline.workflow import ANSWER_VISIBLE, Role, Status, available_actions
 from serving import audit, idempotency
 from serving import case_service as svc
 from serving.db.models import Case
-from serving.deps import CurrentUser, Lang, Now, Runtime, SessionDep, SettingsDep, StoreDep
+from serving.deps import (
+    CurrentUser,
+    Lang,
+    Now,
+    Runtime,
+    SessionDep,
+    SettingsDep,
+    StoreDep,
+    require,
+)
 from serving.runtime import case_runtime
 from serving.storage import BlobNotFoundError
 from serving.uploads import TooManyFilesError, UploadError, read_case_form
@@ -423,8 +433,9 @@ def read_thumbnail(
 def read_saliency(
     case_id: int, photo_id: int, user: CurrentUser, session: SessionDep, store: StoreDep
 ) -> Response:
-    """The Grad-CAM overlay of the photo's current score (experts only)."""
-    if not user.is_expert:
+    """The Grad-CAM overlay of the photo's current score (experts of the case's centre,
+    auditors; not the requester, who never sees the model's output)."""
+    if user.role is Role.requester:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "experts only")
     case, photo = _photo(session, case_id, photo_id, user)
     score = next((s for s in case.current_scores if s.photo_id == photo.id), None)
@@ -593,8 +604,8 @@ def close_case(
 
 @router.get("/api/v1/cases/{case_id}/events")
 def read_events(case_id: int, user: CurrentUser, session: SessionDep) -> list[dict[str, Any]]:
-    """Who did what, and when, on this case (experts only)."""
-    if not user.is_expert:
+    """Who did what, and when, on this case (experts of its centre, auditors)."""
+    if user.role is Role.requester:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "experts only")
     case = guarded(lambda: svc.get_case(session, case_id, user))
     audit.record(session, user, audit.CASE_HISTORY_READ, case_id=case.id)
@@ -654,6 +665,5 @@ def read_stats(user: CurrentUser, session: SessionDep, settings: SettingsDep, no
     """Activity statistics (experts): requests per week, time to first reading, conduct shares."""
     from serving.stats import activity_stats
 
-    if not user.is_expert:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "experts only")
+    require(Permission.read_stats, user)
     return activity_stats(session, now, deadline_hours=settings.review_deadline_hours).to_dict()

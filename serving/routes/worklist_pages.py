@@ -303,6 +303,7 @@ def case_page(
     now: Now,
 ) -> HTMLResponse:
     if user.role is Role.requester:
+        _case_or_404(session, case_id, user)  # someone else's case: 404, not a redirect
         return redirect(f"/gp/requests/{case_id}")  # type: ignore[return-value]
     _expert_only(user)
     case = _case_or_404(session, case_id, user)
@@ -534,6 +535,7 @@ def request_page(
     case_id: int, request: Request, user: PageUser, session: SessionDep, settings: SettingsDep
 ) -> HTMLResponse:
     if user.is_expert:
+        _case_or_404(session, case_id, user)  # another centre's case: 404, not a redirect
         return redirect(f"/cases/{case_id}")  # type: ignore[return-value]
     _requester_only(user)
     lang = page_lang(request, settings)
