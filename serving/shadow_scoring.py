@@ -26,13 +26,17 @@ from PIL import Image
 from sqlalchemy import and_, exists, select
 
 from pipeline.priority import ScoringState
+from serving import audit
 from serving.db.models import SCORE_ROLE_SHADOW, Case, Score
 from serving.db.session import Database
 from serving.storage import PhotoStore
+from serving.users import SYSTEM
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CASES_PER_PASS = 20
+#: The audit action of one case scored in shadow mode (the challenger read its photos).
+SHADOW_SCORE = "case.shadow_score"
 
 
 class ChallengerSource:
@@ -188,5 +192,17 @@ class ShadowScorer:
                         role=SCORE_ROLE_SHADOW,
                     )
                 )
+            audit.record(
+                session,
+                SYSTEM,
+                SHADOW_SCORE,
+                case_id=case_id,
+                model_version=version,
+                details={
+                    "photos": len(predictions),
+                    "p_malignant": round(max(float(p.p_malignant) for p in predictions), 4),
+                },
+                at=now,
+            )
         logger.info("case %s shadow-scored by %s", case_id, version)
         return True

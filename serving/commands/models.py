@@ -88,6 +88,30 @@ def _user(args: argparse.Namespace) -> str:
     return args.user or getpass.getuser()
 
 
+def _audited(settings: Settings, action: Callable[[], int]) -> Callable[[], int]:
+    """``action``, then the registry's history copied into the service's audit trail (done or
+    refused, every alias move becomes an audit event; see serving/governance_audit.py)."""
+
+    def run() -> int:
+        try:
+            return action()
+        finally:
+            from mlflow.exceptions import MlflowException
+            from sqlalchemy.exc import SQLAlchemyError
+
+            from serving.governance_audit import sync_registry_history_in
+            from training.registry import RegistryError
+
+            try:
+                sync_registry_history_in(
+                    settings.sqlalchemy_url, _client(settings), settings.registered_model_name
+                )
+            except (SQLAlchemyError, MlflowException, RegistryError) as exc:
+                logger.error("the registry change could not be written to the audit trail: %s", exc)
+
+    return run
+
+
 def _guarded(action: Callable[[], int]) -> int:
     """Turn a refused registry request into a message and exit code instead of a traceback."""
     from mlflow.exceptions import MlflowException
@@ -204,7 +228,7 @@ def run_promote(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return _guarded(action)
+    return _guarded(_audited(settings, action))
 
 
 def run_rollback(args: argparse.Namespace) -> int:
@@ -221,7 +245,7 @@ def run_rollback(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return _guarded(action)
+    return _guarded(_audited(settings, action))
 
 
 def run_challenger(args: argparse.Namespace) -> int:
@@ -237,4 +261,4 @@ def run_challenger(args: argparse.Namespace) -> int:
         print(f"{name} version {record.version} is now challenger, by {record.user} at {record.at}")
         return 0
 
-    return _guarded(action)
+    return _guarded(_audited(settings, action))

@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from pipeline.drift import DEFAULT_ALPHA, MEASURE_LABELS, Reference, psi_level, weekly_drift
 from pipeline.workflow import Role
+from serving import audit
 from serving.deps import CurrentUser, Now, PageUser, SessionDep, SettingsDep
 from serving.governance_charts import drift_chart_svg
 from serving.governance_pdf import audit_report_pdf
@@ -53,6 +54,9 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["governance"])
 
 GOVERNANCE_ROLES = frozenset({Role.auditor, Role.admin})
+#: Audit actions of the governance reads that touch one case or leave the service as a file.
+CASE_SCORES_READ = "governance.case_scores.read"
+REPORT_EXPORT = "governance.report.export"
 
 
 def _auditor_only(user: User) -> None:
@@ -136,6 +140,17 @@ def _drift(settings: Settings, session: SessionDep, version: str | None) -> dict
     return {"version": version, "reference": reference, "weeks": weeks, "alpha": DEFAULT_ALPHA}
 
 
+def _case_history(
+    session: SessionDep, user: User, case_id: int, now: datetime, *, via: str
+) -> list[dict[str, Any]]:
+    """A case's scoring history, its reading recorded in the audit trail (404 if no case)."""
+    history = case_scoring_history(session, case_id)
+    if history is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no case {case_id}")
+    audit.record(session, user, CASE_SCORES_READ, case_id=case_id, details={"via": via}, at=now)
+    return history
+
+
 def _json_number(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -207,6 +222,8 @@ def version_report_pdf(
     label = version_label(settings.registered_model_name, version)
     live = scored_counts(session).get(label, {})
     pdf = audit_report_pdf(dossier, plots=plots, live_cases=live, generated=now)
+    details = {"bytes": len(pdf)}
+    audit.record(session, user, REPORT_EXPORT, model_version=label, details=details, at=now)
     filename = f"audit-{settings.registered_model_name}-v{version}.pdf"
     return Response(
         pdf,
@@ -232,12 +249,10 @@ def compare_page(
 
 @router.get("/governance/cases/{case_id}", response_class=HTMLResponse)
 def case_history_page(
-    case_id: int, request: Request, user: PageUser, session: SessionDep
+    case_id: int, request: Request, user: PageUser, session: SessionDep, now: Now
 ) -> HTMLResponse:
     _auditor_only(user)
-    history = case_scoring_history(session, case_id)
-    if history is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no case {case_id}")
+    history = _case_history(session, user, case_id, now, via="page")
     return _page(request, "governance_case.html", user, case_id=case_id, history=history)
 
 
@@ -312,11 +327,11 @@ def api_shadow(
 
 
 @router.get(f"{API}/cases/{{case_id}}/scores")
-def api_case_scores(case_id: int, user: CurrentUser, session: SessionDep) -> dict[str, Any]:
+def api_case_scores(
+    case_id: int, user: CurrentUser, session: SessionDep, now: Now
+) -> dict[str, Any]:
     _auditor_only(user)
-    history = case_scoring_history(session, case_id)
-    if history is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no case {case_id}")
+    history = _case_history(session, user, case_id, now, via="api")
     return {"case_id": case_id, "scores": history}
 
 

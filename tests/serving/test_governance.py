@@ -29,27 +29,24 @@ from models.engine import EngineConfig, InferenceEngine
 from models.predictor import Predictor
 from pipeline.drift import SCORE
 from serving.app import create_app
-from serving.db.models import Score
-from serving.settings import Settings
+from serving.cli import main
+from serving.db.models import AuditEvent, Score
+from serving.settings import Settings, get_settings
 from serving.shadow_scoring import ShadowScorer, default_challenger_source
 from tests.conftest import TinyRun
 from tests.serving.conftest import sign_in
 from training import tracking
 from training.bootstrap import BOOTSTRAP_USER, register_shipped_model
 from training.data import load_metadata
-from training.evaluate import evaluate_model_uri, predict_frame
+from training.evaluate import predict_frame
 from training.export import SPLIT_FILE, load_model_dir
 from training.governance import compare_metrics, version_dossier
 from training.governance_compare import score_tier
 from training.governance_reference import load_reference, store_reference
 from training.metrics import age_band, evaluate_predictions, subgroup_table
 from training.registry import (
-    GatePolicy,
     open_client,
-    promote,
     register_version,
-    rollback,
-    set_challenger,
 )
 
 NAME = "dermtriage-classifier"
@@ -299,19 +296,25 @@ def _score_everything(live_client: TestClient) -> None:
     shadow.run_once()
 
 
+def _cli(settings: Settings, *argv: str) -> int:
+    """``dermtriage ARGV`` with the environment pointing at the service's data and store."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", str(settings.mlflow_tracking_uri))
+        patch.setenv("DERMTRIAGE_DATA_DIR", str(settings.data_dir))
+        get_settings.cache_clear()
+        try:
+            return main(list(argv))
+        finally:
+            get_settings.cache_clear()
+
+
 @pytest.fixture(scope="module")
 def live(
     store: Store, derm_images: list[Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Live]:
-    """The service on the governed store; version 2 shadows version 1 on six live cases: three
-    in ISO week 47 with ordinary photos, three in week 48 with darkened ones."""
-    set_challenger(
-        open_client(store.tracking_uri),
-        NAME,
-        "2",
-        user=SECOND_SCIENTIST,
-        reason="recalibrated: check it on live cases before promoting",
-    )
+    """The service on the governed store; version 2 is made challenger with the CLI and
+    shadows version 1 on six live cases: three in ISO week 47 with ordinary photos, three in
+    week 48 with darkened ones."""
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("governance-service"),
         mlflow_tracking_uri=store.tracking_uri,
@@ -324,6 +327,9 @@ def live(
     app.state.clock = clock
     photos = [p.read_bytes() for p in derm_images[:12]]
     with TestClient(app) as client:
+        reason = "recalibrated: check it on live cases before promoting"
+        assert _cli(settings, "models", "challenger", "2", "--reason", reason,
+                    "--user", SECOND_SCIENTIST) == 0  # fmt: skip
         week1 = []
         for i in range(3):
             clock.now = T0 + timedelta(hours=i)
@@ -489,36 +495,21 @@ def test_the_audit_report_pdf_of_a_version(live: Live) -> None:
 def test_promotion_after_shadow_mode_goes_through_the_gates_and_rollback_is_one_step(
     live: Live,
 ) -> None:
-    client = open_client(live.store.tracking_uri)
-    run_id = client.get_model_version(NAME, "2").run_id
-
-    def evaluate(model_uri: str) -> dict[str, float]:
-        ref = model_uri.removeprefix(f"models:/{NAME}/")
-        return evaluate_model_uri(
-            client.get_model_version_download_uri(NAME, ref),
-            tracking_uri=live.store.tracking_uri,
-            dataset_dir=live.store.dataset_dir,
-            split_of_run=run_id,
-            device="cpu",
-        )
-
-    record = promote(
-        client,
-        NAME,
-        "2",
-        user="pr-dubois",
-        reason="shadow mode: same tier on most live cases; better calibrated",
-        evaluate=evaluate,
-        policy=GatePolicy(auroc_tolerance=0.05, sens_tolerance=0.5),
-    )
-    assert record.previous_champion == "1" and record.gates is not None
+    settings = live.runtime.settings
+    reason = "shadow mode: same tier on most live cases; better calibrated"
+    assert _cli(settings, "models", "promote", "2", "--reason", reason, "--user", "pr-dubois",
+                "--tolerance", "0.05", "--sens-tolerance", "0.5") == 0  # fmt: skip
     # A new case is now scored by version 2 as champion; the challenger alias is gone.
+    overview = live.get("/api/v1/governance/versions").json()
+    assert (overview["champion"], overview["challenger"]) == ("2", None)
     live.clock.now = T0 + timedelta(days=8)
     case_id = _submit(live.client, 9, [live_photo(live)])
     _score_everything(live.client)
     history = live.get(f"/api/v1/governance/cases/{case_id}/scores").json()["scores"]
     assert [(h["model_version"], h["role"]) for h in history] == [(f"{NAME}/2", "champion")]
-    rollback(client, NAME, user="pr-dubois", reason="worklist complaints after the switch")
+    rollback_reason = "worklist complaints after the switch"
+    assert _cli(settings, "models", "rollback", "--reason", rollback_reason,
+                "--user", "pr-dubois") == 0  # fmt: skip
     dossier = live.get("/api/v1/governance/versions/2").json()
     actions = [(h["action"], h["version"], h["user"]) for h in dossier["history"]]
     assert actions == [
@@ -527,7 +518,7 @@ def test_promotion_after_shadow_mode_goes_through_the_gates_and_rollback_is_one_
         ("rollback", "1", "pr-dubois"),
     ]
     promoted = dossier["history"][1]
-    assert promoted["reason"].startswith("shadow mode") and promoted["gates"]["passed"]
+    assert promoted["reason"] == reason and promoted["gates"]["passed"]
     assert {g["name"] for g in promoted["gates"]["gates"]} == {
         "malignant_auroc",
         "sens_at_95_spec",
@@ -539,6 +530,31 @@ def test_promotion_after_shadow_mode_goes_through_the_gates_and_rollback_is_one_
     assert first["in_service_since"] == dossier["history"][2]["at"]  # back by the rollback
     page = live.get("/governance/versions/2").text
     assert 'data-action="rollback"' in page and "worklist complaints" in page
+
+
+def test_every_step_is_in_the_audit_trail(live: Live) -> None:
+    """Runs after the promotion test: the registry's four events (bootstrap promotion,
+    challenger, promotion, rollback), each shadow-scored case and the auditor's own reads."""
+    with live.runtime.database.session() as session:
+        events = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
+        trail = [(e.action, e.actor_id, e.model_version, e.case_id, e.details) for e in events]
+    model_events = [(a, who, v, d["registry_sequence"]) for a, who, v, _, d in trail
+                    if a.startswith("model.")]  # fmt: skip
+    assert model_events == [
+        ("model.promote", BOOTSTRAP_USER, f"{NAME}/1", 1),
+        ("model.challenger", SECOND_SCIENTIST, f"{NAME}/2", 2),
+        ("model.promote", "pr-dubois", f"{NAME}/2", 3),
+        ("model.rollback", "pr-dubois", f"{NAME}/1", 4),
+    ]
+    promotion = next(d for a, _, v, _, d in trail if a == "model.promote" and v == f"{NAME}/2")
+    assert promotion["gates_passed"] is True and promotion["previous_champion"] == "1"
+    shadowed = {c for a, _, v, c, _ in trail if a == "case.shadow_score"}
+    assert shadowed == set(live.week1_cases + live.week2_cases)
+    assert {v for a, _, v, _, _ in trail if a == "case.shadow_score"} == {f"{NAME}/2"}
+    reads = [(who, c) for a, who, _, c, _ in trail if a == "governance.case_scores.read"]
+    assert (AUDITOR, live.week1_cases[0]) in reads
+    exports = [(who, v) for a, who, v, _, _ in trail if a == "governance.report.export"]
+    assert (AUDITOR, f"{NAME}/1") in exports
 
 
 def live_photo(live: Live) -> bytes:
