@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.run-installed
 TEST_STAMP := $(VENV)/.test-installed
 
-.PHONY: run test lint format bench-quality bench-inference system-test-deps clean
+.PHONY: run test lint format bench-quality bench-inference bench-load system-test-deps clean
 
 $(RUN_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ bench-quality: $(RUN_STAMP)
 
 bench-inference: $(RUN_STAMP)
 	$(PY) -m benchmarks.inference
+
+## make bench-load: 50 clients upload 2,000 real photos to a live server, then nothing may be lost
+## (CLIENTS=, UPLOADS=, DATABASE_URL= to change; docs/durability.md has the figures)
+CLIENTS ?= 50
+UPLOADS ?= 2000
+bench-load: $(RUN_STAMP)
+	$(PY) -m benchmarks.load --clients $(CLIENTS) --uploads $(UPLOADS) $(if $(DATABASE_URL),--database-url $(DATABASE_URL))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
