@@ -49,6 +49,17 @@ MIN_PASSWORD_CHARS = 10
 LOGIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
+# What the audit trail records about accounts and sign-in (the routes and ``dermtriage users``
+# call :func:`serving.audit.record` with these).
+SIGN_IN = "auth.sign_in"
+SIGN_IN_FAILED = "auth.sign_in_failed"
+SIGN_OUT = "auth.sign_out"
+TOKEN_ISSUED = "auth.token_issued"
+TOKEN_REVOKED = "auth.token_revoked"
+ACCOUNT_CREATED = "account.create"
+ACCOUNT_DISABLED = "account.disable"
+
+
 class TokenKind(StrEnum):
     session = "session"  # a browser's cookie
     api = "api"  # an ``Authorization: Bearer`` token

@@ -68,8 +68,15 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
+def _operator():  # -> serving.audit.AuditActor
+    """Who runs the command, for the audit trail: the operating-system account."""
+    from serving.audit import AuditActor
+
+    return AuditActor(id=f"cli:{getpass.getuser()}"[:64], role="operator")
+
+
 def run_create(args: argparse.Namespace) -> int:
-    from serving import auth
+    from serving import audit, auth
     from serving.users import User
 
     try:
@@ -90,7 +97,12 @@ def run_create(args: argparse.Namespace) -> int:
     database = _database()
     try:
         with database.session() as session:
-            auth.create_account(session, user, password, now=datetime.now(UTC))
+            now = datetime.now(UTC)
+            auth.create_account(session, user, password, now=now)
+            audit.record(
+                session, _operator(), auth.ACCOUNT_CREATED,
+                details={"login": user.id, "role": user.role.value}, at=now,
+            )  # fmt: skip
     except auth.AccountError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
@@ -101,12 +113,16 @@ def run_create(args: argparse.Namespace) -> int:
 
 
 def run_disable(args: argparse.Namespace) -> int:
-    from serving import auth
+    from serving import audit, auth
 
     database = _database()
     try:
         with database.session() as session:
-            auth.disable_account(session, args.login, now=datetime.now(UTC))
+            now = datetime.now(UTC)
+            auth.disable_account(session, args.login, now=now)
+            audit.record(
+                session, _operator(), auth.ACCOUNT_DISABLED, details={"login": args.login}, at=now
+            )
     except auth.AccountError as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED

@@ -9,6 +9,8 @@
 - ``/api/v1/users``: list, create and disable accounts (admins only).
 
 Failed sign-ins are rate limited (429) by :func:`serving.auth.authenticate`; see docs/access.md.
+Sign-ins (failed ones too), sign-outs, token issue and revocation and account changes go to the
+audit trail (:func:`serving.audit.record`), in the same transaction as the change they record.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from pipeline.access import Permission
 from pipeline.workflow import Role
-from serving import auth
+from serving import audit, auth
 from serving.db.models import UserAccount
 from serving.deps import (
     CSRF_COOKIE,
@@ -63,6 +65,13 @@ TEXTS = {
         "expired": "The form expired: please try again.",
     },
 }
+
+
+def _audit_failure(session: Any, login: str, now: datetime, via: str, reason: str) -> None:
+    """A refused sign-in, under the login that was tried (nobody is signed in to act as)."""
+    actor = audit.AuditActor(id=(login or "-").strip().lower()[:64], role="unauthenticated")
+    details = {"via": via, "reason": reason}
+    audit.record(session, actor, auth.SIGN_IN_FAILED, details=details, at=now)
 
 
 def _rate_limit(settings: Settings) -> auth.RateLimit:
@@ -149,6 +158,7 @@ def login(
             limit=_rate_limit(settings),
         )  # fmt: skip
     except auth.TooManyAttemptsError as exc:
+        _audit_failure(session, login, now, "form", "rate_limited")
         response = _login_page(
             request, settings, None, next_url=next, login=login,
             error=TEXTS[lang]["too_many"].format(minutes=-(-exc.retry_after_seconds // 60)),
@@ -157,6 +167,7 @@ def login(
         response.headers["Retry-After"] = str(exc.retry_after_seconds)
         return response
     if user is None:
+        _audit_failure(session, login, now, "form", "wrong_credentials")
         return _login_page(
             request, settings, None, next_url=next, login=login,
             error=TEXTS[lang]["wrong"], status_code=status.HTTP_401_UNAUTHORIZED,
@@ -177,6 +188,7 @@ def login(
         secure=settings.secure_cookies,
     )
     response.delete_cookie(CSRF_COOKIE)
+    audit.record(session, user, auth.SIGN_IN, details={"via": "form"}, at=now)
     logger.info("user %s signed in", user.id)
     return response
 
@@ -187,6 +199,7 @@ def logout(request: Request, user: PageUser, session: SessionDep, now: Now) -> R
     found = identity(request)
     if found is not None:
         auth.revoke_token(session, found.token, now=now)
+    audit.record(session, user, auth.SIGN_OUT, at=now)
     response = RedirectResponse("/login", status_code=status.HTTP_303_SEE_OTHER)
     response.delete_cookie(SESSION_COOKIE)
     logger.info("user %s signed out", user.id)
@@ -240,18 +253,22 @@ def issue_api_token(
             now=now, limit=_rate_limit(settings),
         )  # fmt: skip
     except auth.TooManyAttemptsError as exc:
+        _audit_failure(session, credentials.login, now, "api", "rate_limited")
+        session.commit()
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS, "too many failed attempts",
             headers={"Retry-After": str(exc.retry_after_seconds)},
         ) from exc  # fmt: skip
     if user is None:
         # The failure row must be kept although the request fails: commit it, then refuse.
+        _audit_failure(session, credentials.login, now, "api", "wrong_credentials")
         session.commit()
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong login or password")
     token, expires = auth.issue_token(
         session, user, auth.TokenKind.api, now=now,
         lifetime=timedelta(days=settings.api_token_days),
     )  # fmt: skip
+    audit.record(session, user, auth.TOKEN_ISSUED, at=now)
     logger.info("API token issued to %s", user.id)
     return TokenOut(access_token=token, expires_at=expires)
 
@@ -263,6 +280,7 @@ def revoke_api_token(request: Request, user: CurrentUser, session: SessionDep, n
     if found is None or found.via != "bearer":
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "call this with the bearer token")
     auth.revoke_token(session, found.token, now=now)
+    audit.record(session, user, auth.TOKEN_REVOKED, at=now)
 
 
 @router.get("/api/v1/auth/me", response_model=UserOut)
@@ -314,6 +332,8 @@ def create_user(body: NewUser, user: CurrentUser, session: SessionDep, now: Now)
         account = auth.create_account(session, User(**fields), body.password, now=now)
     except auth.AccountError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    details = {"login": account.id, "role": account.role}
+    audit.record(session, user, auth.ACCOUNT_CREATED, details=details, at=now)
     return _account_out(account)
 
 
@@ -326,4 +346,5 @@ def disable_user(login: str, user: CurrentUser, session: SessionDep, now: Now) -
         account = auth.disable_account(session, login, now=now)
     except auth.AccountError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    audit.record(session, user, auth.ACCOUNT_DISABLED, details={"login": account.id}, at=now)
     return _account_out(account)

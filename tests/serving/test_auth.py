@@ -51,7 +51,9 @@ def make_client(
 
 @pytest.fixture
 def client(settings: Settings, clock: Clock) -> Iterator[TestClient]:
-    seed_accounts(settings)
+    # Only the accounts signed in without the helper (argon2 makes each one cost ~0.1 s on
+    # purpose); sign_in() creates the others on demand.
+    seed_accounts(settings, "dr-martin", "dr-leroy", "dr-bernard")
     with make_client(settings, clock) as test_client:
         yield test_client
 
@@ -292,6 +294,42 @@ def test_only_admins_manage_accounts(client: TestClient, settings: Settings) -> 
     )
     assert weak.status_code == 422
     assert api_token(client, "dr-blanc", "a long enough password").status_code == 200
+
+
+def test_sign_ins_sign_outs_and_account_changes_go_to_the_audit_trail(
+    client: TestClient, settings: Settings
+) -> None:
+    from serving import audit
+    from serving.db.session import Database
+
+    assert post_login(client, "dr-bernard", "wrong password").status_code == 401
+    assert post_login(client, "dr-bernard", DEMO_PASSWORD).status_code == 303
+    page = client.get("/worklist").text
+    token = re.search(r'action="/logout".*?name="csrf_token" value="([^"]+)"', page, re.S)
+    assert token and client.post("/logout", data={"csrf_token": token.group(1)}).status_code == 303
+    admin = sign_in(client, "admin")
+    client.post("/api/v1/users/dr-bernard/disable", headers=admin)
+    client.delete("/api/v1/auth/token", headers=admin)
+
+    trail = rows(settings, text(
+        "SELECT actor_id, actor_role, action, details FROM audit_events ORDER BY seq"))  # fmt: skip
+    events = [(r[0], r[1], r[2]) for r in trail if r[2].startswith(("auth.", "account."))]
+    assert events == [
+        ("dr-bernard", "unauthenticated", "auth.sign_in_failed"),
+        ("dr-bernard", "first_reader", "auth.sign_in"),
+        ("dr-bernard", "first_reader", "auth.sign_out"),
+        ("admin", "admin", "auth.sign_in"),  # the helper's form sign-in
+        ("admin", "admin", "auth.token_issued"),
+        ("admin", "admin", "account.disable"),
+        ("admin", "admin", "auth.token_revoked"),
+    ]
+    assert DEMO_PASSWORD not in repr(trail)
+    database = Database(settings.sqlalchemy_url)
+    try:
+        with database.session() as session:
+            assert audit.verify(session).intact
+    finally:
+        database.dispose()
 
 
 # --- the sign-in rate limit ------------------------------------------------------------------
