@@ -3,6 +3,8 @@
 ``reference [VERSION]`` computes and stores the training reference that the drift page compares
 live weeks with (default: the champion), drawing the ROC and calibration plots when the version's
 run has none; run it once per version, for example right after registering or promoting one.
+``reference --shipped`` writes ``models/shipped/reference.json``, the reference a fresh
+installation uses for the shipped model until one is stored in MLflow.
 ``report VERSION --out FILE`` writes the version's audit report PDF without the service.
 Exit codes: 0 done, 2 the request could not be carried out.
 """
@@ -27,6 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     reference = actions.add_parser("reference", help="store a version's drift reference")
     reference.add_argument("version", nargs="?", help="default: the current champion")
+    reference.add_argument(
+        "--shipped",
+        action="store_true",
+        help="instead: write models/shipped/reference.json for the shipped model folder",
+    )
     reference.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     reference.set_defaults(func=run_reference)
 
@@ -43,6 +50,14 @@ def run_reference(args: argparse.Namespace) -> int:
     from training.registry import CHAMPION, RegistryError, alias_version, open_client
 
     settings = get_settings()
+    if args.shipped:
+        from training.governance_reference import write_shipped_reference
+
+        path = write_shipped_reference(
+            settings.shipped_model_dir, settings.dataset_dir, device=args.device
+        )
+        print(f"wrote {path}")
+        return 0
     client = open_client(settings.tracking_uri)
     name = settings.registered_model_name
     try:

@@ -130,7 +130,9 @@ def _drift(settings: Settings, session: SessionDep, version: str | None) -> dict
     client = _client(settings)
     try:
         version = version or alias_version(client, name, CHAMPION)
-        reference = load_reference(client, name, version) if version else None
+        reference = (
+            load_reference(client, name, version, settings.shipped_model_dir) if version else None
+        )
     except RegistryError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     observations = drift_observations(session, version_label(name, version)) if version else []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from sqlalchemy import select
 
 from models.engine import EngineConfig, InferenceEngine
 from models.predictor import Predictor
-from pipeline.drift import SCORE
+from pipeline.drift import SCORE, Reference
 from serving.app import create_app
 from serving.cli import main
 from serving.db.models import AuditEvent, Score
@@ -42,7 +43,11 @@ from training.evaluate import predict_frame
 from training.export import SPLIT_FILE, load_model_dir
 from training.governance import compare_metrics, version_dossier
 from training.governance_compare import score_tier
-from training.governance_reference import load_reference, store_reference
+from training.governance_reference import (
+    load_reference,
+    store_reference,
+    write_shipped_reference,
+)
 from training.metrics import age_band, evaluate_predictions, subgroup_table
 from training.registry import (
     open_client,
@@ -195,6 +200,36 @@ def test_the_reference_holds_the_test_split_scores_and_photo_statistics(
     # The recalibrated version scores the same images less confidently: its scores differ.
     second = load_reference(client, NAME, "2")
     assert second is not None and second.values[SCORE] != reference.values[SCORE]
+
+
+def test_a_fresh_installation_reads_the_shipped_reference_until_one_is_stored(
+    store: Store, tiny_run: TinyRun, tmp_path: Path
+) -> None:
+    shipped = tmp_path / "shipped"
+    shutil.copytree(tiny_run.model_dir, shipped)
+    path = write_shipped_reference(shipped, tiny_run.dataset_dir)
+    from_folder = Reference.from_dict(json.loads(path.read_text()))
+    # Computed from the folder without MLflow, it is the registry's reference of the same model.
+    from_registry = load_reference(open_client(store.tracking_uri), NAME, "1")
+    assert from_registry is not None
+    assert from_folder.values[SCORE] == pytest.approx(from_registry.values[SCORE], abs=1e-5)
+    assert from_folder.values["brightness"] == from_registry.values["brightness"]
+    assert from_folder.problem_counts == from_registry.problem_counts
+    # A fresh store whose version 1 was registered from that folder falls back on the file.
+    fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
+    register_shipped_model(
+        shipped,
+        tracking_uri=fresh,
+        registered_model_name=NAME,
+        experiment_name=EXPERIMENT,
+        artifact_root=(tmp_path / "artifacts").as_uri(),
+    )
+    client = open_client(fresh)
+    assert load_reference(client, NAME, "1") is None
+    found = load_reference(client, NAME, "1", shipped_dir=shipped)
+    assert found is not None and found.version == f"{NAME}/1"
+    assert found.values == from_folder.values
+    assert load_reference(client, NAME, "1", shipped_dir=tiny_run.model_dir) is None  # no file
 
 
 def test_comparing_the_two_versions_side_by_side(store: Store) -> None:
