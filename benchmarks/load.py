@@ -179,6 +179,9 @@ class Outcome:
     """What the clients saw: acknowledged case ids (with who sent them) and every latency."""
 
     acknowledged: dict[int, str] = field(default_factory=dict)
+    acknowledged_keys: dict[str, int] = field(default_factory=dict)
+    #: Requests that got no usable answer, as (index, Idempotency-Key, requester): to resend.
+    unanswered: list[tuple[int, str, str]] = field(default_factory=list)
     latencies_s: list[float] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     retries: int = 0
@@ -196,9 +199,9 @@ async def _one_upload(
     index: int,
     outcome: Outcome,
     *,
+    key: str,
     retries: int,
 ) -> None:
-    key = f"load-{uuid.uuid4()}"
     questionnaire = dict(QUESTIONNAIRE, patient_pseudonym=f"LOAD-{index:05d}")
     for attempt in range(retries + 1):
         started = time.perf_counter()
@@ -215,13 +218,18 @@ async def _one_upload(
                 outcome.retries += 1
                 await asyncio.sleep(0.5 * (attempt + 1))
                 continue
+            outcome.unanswered.append((index, key, requester))
             return
         outcome.latencies_s.append(time.perf_counter() - started)
         outcome.count(str(response.status_code))
         if response.status_code == 201:
-            outcome.acknowledged[int(response.json()["id"])] = requester
+            case_id = int(response.json()["id"])
+            outcome.acknowledged[case_id] = requester
+            outcome.acknowledged_keys[key] = case_id
             return
         if response.status_code < 500 or attempt >= retries:
+            if response.status_code >= 500:
+                outcome.unanswered.append((index, key, requester))
             return
         outcome.retries += 1
         await asyncio.sleep(0.5 * (attempt + 1))
@@ -236,12 +244,18 @@ async def run_clients_async(
     uploads: int,
     retries: int = 0,
     stop_after: float | None = None,
+    resend: Sequence[tuple[int, str, str]] = (),
+    outcome: Outcome | None = None,
 ) -> Outcome:
-    """``clients`` concurrent clients sharing a queue of ``uploads`` submissions."""
-    outcome = Outcome()
-    queue: asyncio.Queue[int] = asyncio.Queue()
+    """``clients`` concurrent clients sharing a queue of ``uploads`` new submissions, each with
+    a fresh ``Idempotency-Key``, or of the ``resend`` ones (index, key, requester) with theirs.
+    Pass ``outcome`` to watch it fill from another thread."""
+    outcome = outcome if outcome is not None else Outcome()
+    queue: asyncio.Queue[tuple[int, str, str | None]] = asyncio.Queue()
     for index in range(uploads):
-        queue.put_nowait(index)
+        queue.put_nowait((index, f"load-{uuid.uuid4()}", None))
+    for item in resend:
+        queue.put_nowait(item)
     requesters = list(tokens)
     started = time.perf_counter()
 
@@ -249,18 +263,20 @@ async def run_clients_async(
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         timeout = httpx.Timeout(120.0, connect=10.0)
         async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=timeout) as client:
-            requester = requesters[number % len(requesters)]
+            own = requesters[number % len(requesters)]
             while True:
                 if stop_after is not None and time.perf_counter() - started > stop_after:
                     return
                 try:
-                    index = queue.get_nowait()
+                    index, key, requester = queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
+                requester = requester or own
                 photo = photos[index % len(photos)]
                 await _one_upload(
-                    client, tokens[requester], requester, photo, index, outcome, retries=retries
-                )
+                    client, tokens[requester], requester, photo, index, outcome,
+                    key=key, retries=retries,
+                )  # fmt: skip
 
     await asyncio.gather(*(client_loop(n) for n in range(clients)))
     outcome.duration_s = time.perf_counter() - started
