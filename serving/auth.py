@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from pipeline.workflow import Role
 from serving.db.models import AuthToken, LoginFailure, UserAccount
-from serving.users import DEMO_PASSWORD, DEMO_USERS, User
+from serving.users import DEMO_PASSWORD, DEMO_USERS, User, find_user
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +158,13 @@ def load_user(session: Session, login: str) -> User | None:
     """The active account ``login`` as a :class:`User`, or ``None``."""
     account = session.get(UserAccount, login)
     return to_user(account) if account is not None and account.active else None
+
+
+def lookup_user(session: Session | None, user_id: str) -> User | None:
+    """Who ``user_id`` is, for names and RPPS numbers on past events and exports: the account
+    (disabled ones too, their history stays theirs), else the demo directory's entry."""
+    account = session.get(UserAccount, user_id) if session is not None else None
+    return to_user(account) if account is not None else find_user(user_id)
 
 
 def seed_demo_accounts(

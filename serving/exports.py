@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from sqlalchemy.orm import Session, object_session
+
 from pipeline.report import Practitioner, ReportContent, fhir_diagnostic_report
+from serving.auth import lookup_user
 from serving.db.models import Case
 from serving.pdf import report_pdf
 from serving.storage import BlobStore
-from serving.users import find_user
 
 
-def _practitioner(user_id: str, name: str) -> Practitioner:
-    user = find_user(user_id)
+def _practitioner(session: Session | None, user_id: str, name: str) -> Practitioner:
+    user = lookup_user(session, user_id)
     return Practitioner(id=user_id, name=name, rpps=user.rpps if user else None)
 
 
@@ -27,6 +29,7 @@ def fhir_report(
     report = case.report
     if report is None:
         raise ValueError("the case has no report")
+    session = object_session(case)  # the signers' RPPS come from their accounts
     content = ReportContent(
         conduct=report.conduct,
         interval=report.interval,
@@ -34,7 +37,7 @@ def fhir_report(
         text=report.text,
     )
     validator = (
-        _practitioner(report.validated_by_id, report.validated_by_name or "")
+        _practitioner(session, report.validated_by_id, report.validated_by_name or "")
         if report.validated_by_id
         else None
     )
@@ -45,7 +48,7 @@ def fhir_report(
         submitted_at=case.submitted_at,
         issued_at=report.validated_at or report.written_at,
         content=content,
-        author=_practitioner(report.author_id, report.author_name),
+        author=_practitioner(session, report.author_id, report.author_name),
         validator=validator,
         model_version=score.model_version if score else None,
         p_malignant=score.p_malignant if score else None,

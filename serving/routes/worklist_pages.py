@@ -20,7 +20,7 @@ from fastapi import APIRouter, Form, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from models.network import MALIGNANT_CLASSES
 from pipeline.access import Permission, can
@@ -49,6 +49,7 @@ from pipeline.workflow import (
 )
 from serving import audit
 from serving import case_service as svc
+from serving.auth import lookup_user
 from serving.case_texts import Lang, translator
 from serving.db.models import Case, Event
 from serving.deps import (
@@ -62,7 +63,7 @@ from serving.deps import (
 )
 from serving.i18n import is_supported, negotiate
 from serving.settings import Settings
-from serving.users import User, find_user
+from serving.users import User
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def render(
             text = ACTION_LABELS[lang][Action(event.action)]
         except ValueError:
             text = translator(lang)(f"ev_{event.action}")
-        actor = find_user(event.actor_id)
+        actor = lookup_user(object_session(event), event.actor_id)
         who = actor.name if actor else "DermTriage"
         return f"{text} · {who}"
 

@@ -332,6 +332,34 @@ def test_sign_ins_sign_outs_and_account_changes_go_to_the_audit_trail(
         database.dispose()
 
 
+def test_an_account_made_by_an_admin_works_and_is_named_in_the_case_history(
+    client: TestClient, photo: bytes
+) -> None:
+    case_id = _a_case(client, photo)
+    new = {
+        "id": "dr-blanc", "name": "Dr Léa Blanc", "role": "first_reader", "organisation": "CRD",
+        "centre": "crd-lyon", "email": "lea.blanc@example.fr", "rpps": "10100000099",
+        "password": "a long enough password",
+    }  # fmt: skip
+    assert (
+        client.post("/api/v1/users", json=new, headers=sign_in(client, "admin")).status_code == 201
+    )
+    client.cookies.clear()
+    client.headers.pop("X-CSRF-Token")  # the admin's, left by sign_in()
+    assert post_login(client, "dr-blanc", "a long enough password").status_code == 303
+    review = client.post(f"/cases/{case_id}/review", data={"csrf_token": _page_csrf(client)})
+    assert review.status_code == 303
+    sign_in(client, "dr-bernard")  # a colleague reads the case: its history names her
+    assert "Dr Léa Blanc" in client.get(f"/cases/{case_id}").text
+
+
+def _page_csrf(client: TestClient) -> str:
+    page = client.get("/worklist").text
+    match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert match
+    return match.group(1)
+
+
 # --- the sign-in rate limit ------------------------------------------------------------------
 
 
