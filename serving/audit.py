@@ -13,6 +13,8 @@ The chain itself (canonical form, hashing, verification) is pure and lives in
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -189,13 +191,16 @@ def to_chain_event(row: Any) -> ChainEvent:
     )
 
 
-def _stream(session: Session, batch: int = VERIFY_BATCH) -> Iterator[ChainEvent]:
-    """Every event in sequence order, a batch at a time (constant memory, short queries).
+def _stream(
+    session: Session, batch: int = VERIFY_BATCH, after: int | None = None
+) -> Iterator[ChainEvent]:
+    """Every event (after sequence number ``after``) in sequence order, a batch at a time
+    (constant memory, short queries).
 
     Plain rows, not ORM objects, so a long walk fills no identity map in the caller's session.
+    With no ``after`` there is no lower bound: a forged event numbered 0 or below is seen too.
     """
     table = AuditEvent.__table__
-    after: int | None = None  # no lower bound at first: a forged event numbered 0 is seen too
     while True:
         query = select(table).order_by(table.c.seq).limit(batch)
         if after is not None:
@@ -250,15 +255,27 @@ class ChainStatus:
         return Anchor(self.walk.head_seq, self.walk.head_hash)
 
 
-def verify(session: Session, anchors: Sequence[Anchor] = ()) -> ChainStatus:
+def verify(
+    session: Session, anchors: Sequence[Anchor] = (), *, since: Anchor | None = None
+) -> ChainStatus:
     """Check the whole stored chain, then that it ends where the head row says, then ``anchors``.
 
     The walk names the first edited, missing or inserted event. An intact walk that stops short of
     the head means the newest events were removed ("truncated"); events beyond the head were
     inserted behind the recorder's back. An anchor whose event is gone or hashes differently means
     the chain was cut or rebuilt since the anchor was taken.
+
+    ``since``: walk only the events after this already verified point (it is checked as an
+    anchor too). Cheap, but blind to edits *before* it; :class:`ChainMonitor` pairs it with
+    regular full walks.
     """
-    walk = verify_events(_stream(session))
+    if since is None:
+        walk = verify_events(_stream(session))
+    else:
+        anchors = [since, *anchors]
+        walk = verify_events(
+            _stream(session, after=since.seq), start_seq=since.seq + 1, start_prev_hash=since.hash
+        )
     head = session.get(AuditHead, HEAD_ID)
     head_seq, head_hash = (head.seq, head.hash) if head is not None else (None, None)
     broken = walk.first_break
@@ -295,6 +312,51 @@ def verify(session: Session, anchors: Sequence[Anchor] = ()) -> ChainStatus:
     if broken is not None:
         logger.warning("audit chain broken at event %d: %s", broken.seq, broken.reason)
     return ChainStatus(walk, head_seq, head_hash, broken)
+
+
+@dataclass(frozen=True)
+class MonitoredStatus:
+    """A chain status for a page: ``full`` when the whole chain was walked for it, else only the
+    events after the last full walk (done at ``full_at``, monotonic clock aside)."""
+
+    status: ChainStatus
+    full: bool
+    full_at: datetime
+
+
+class ChainMonitor:
+    """Chain status for pages, without walking a million events on every view.
+
+    The whole chain is walked when asked (``full=True``), on first use, and whenever the last full
+    walk is older than ``full_every_s``; in between, only the events after the head that walk
+    reached (an anchor, so a cut or rebuild of it shows). An edit to an older event therefore
+    shows at the next full walk, at most ``full_every_s`` later. Thread-safe: one per app.
+    """
+
+    def __init__(self, full_every_s: float = 300.0) -> None:
+        self.full_every_s = full_every_s
+        self._lock = threading.Lock()
+        self._anchor: Anchor | None = None
+        self._full_at: datetime | None = None
+        self._full_monotonic = 0.0
+
+    def check(self, session: Session, *, full: bool = False) -> MonitoredStatus:
+        with self._lock:
+            anchor, full_at = self._anchor, self._full_at
+            stale = time.monotonic() - self._full_monotonic > self.full_every_s
+        if full or anchor is None or full_at is None or stale:
+            status = verify(session)
+            full_at = datetime.now(UTC)
+            if status.intact:
+                with self._lock:
+                    self._anchor, self._full_at = status.anchor, full_at
+                    self._full_monotonic = time.monotonic()
+            return MonitoredStatus(status, True, full_at)
+        status = verify(session, since=anchor)
+        if not status.intact:
+            with self._lock:  # the next view walks everything again
+                self._anchor = None
+        return MonitoredStatus(status, False, full_at)
 
 
 @dataclass(frozen=True)

@@ -241,3 +241,41 @@ def test_patient_data_is_refused_before_anything_is_written(database: Database) 
         audit.record(session, READER, "case.read", details={"patient_pseudonym": "PAT-1"})
     with database.session() as session:
         assert session.get(AuditHead, 1).seq == 0  # type: ignore[union-attr]
+
+
+def test_the_page_monitor_walks_everything_first_then_the_new_events(database: Database) -> None:
+    monitor = audit.ChainMonitor(full_every_s=3600)
+    fill(database, 5)
+    with database.session() as session:
+        first = monitor.check(session)
+    assert first.full and first.status.intact and first.status.count == 5
+    fill(database, 3)
+    with database.session() as session:
+        second = monitor.check(session)
+    assert not second.full and second.status.intact and second.status.count == 3
+    assert second.status.anchor.seq == 8
+
+    drop_guards(database.engine)
+    raw(database.engine, "UPDATE audit_events SET case_id = 42 WHERE seq = 2")
+    with database.session() as session:
+        assert monitor.check(session).status.intact  # before the anchor: not walked in between
+        full = monitor.check(session, full=True)  # ...until the next full walk
+    assert full.full and full.status.first_break is not None
+    assert full.status.first_break.seq == 2
+
+
+def test_the_page_monitor_sees_an_edit_after_its_anchor_at_once(database: Database) -> None:
+    monitor = audit.ChainMonitor(full_every_s=3600)
+    fill(database, 4)
+    with database.session() as session:
+        monitor.check(session)
+    fill(database, 4)
+    drop_guards(database.engine)
+    raw(database.engine, "UPDATE audit_events SET actor_id = 'x' WHERE seq = 6")
+    with database.session() as session:
+        tail = monitor.check(session)
+    assert not tail.full and tail.status.first_break is not None
+    assert (tail.status.first_break.seq, tail.status.first_break.reason) == (6, "edited")
+    raw(database.engine, "DELETE FROM audit_events WHERE seq = 4")  # the anchor itself
+    with database.session() as session:
+        assert not monitor.check(session).status.intact
