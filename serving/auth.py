@@ -226,6 +226,8 @@ def authenticate(
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok or account is None or not account.active:
+        # Failures older than the window count for nothing any more: drop them as we go.
+        session.execute(delete(LoginFailure).where(LoginFailure.at <= now - limit.window))
         session.add(LoginFailure(login=login, client=client, at=now))
         logger.info("failed sign-in for login %r", login)
         return None
@@ -248,6 +250,8 @@ def issue_token(
     """A new secret for ``user`` (returned once, never stored) and its expiry."""
     token = secrets.token_urlsafe(32)
     expires = now + lifetime
+    # Rows of tokens long expired only take room: a day past expiry they go.
+    session.execute(delete(AuthToken).where(AuthToken.expires_at < now - timedelta(days=1)))
     session.add(
         AuthToken(
             token_hash=token_digest(token),

@@ -32,6 +32,7 @@ CSRF_COOKIE = "dermtriage_csrf"  # the pre-session token of the sign-in form (do
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+FORM_MAX_FILES, FORM_MAX_FIELDS, FORM_MAX_FIELD_BYTES = 8, 60, 1024 * 1024
 LANG_COOKIE = "dermtriage_lang"
 
 
@@ -156,7 +157,11 @@ async def check_csrf(request: Request, *, form_field: bool) -> None:
         and form_field
         and content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
     ):
-        form = await request.form()
+        # Starlette keeps the parsed form for the route, so parse it with limits no looser than
+        # any page form's own (the GP's request form: 8 files, 60 fields).
+        form = await request.form(
+            max_files=FORM_MAX_FILES, max_fields=FORM_MAX_FIELDS, max_part_size=FORM_MAX_FIELD_BYTES
+        )
         value = form.get(CSRF_FIELD)
         given = value if isinstance(value, str) else None
     if not auth.csrf_matches(csrf_expected(request), given):

@@ -322,3 +322,18 @@ def test_an_allowed_person_is_not_refused(world: World, path: str, person: str) 
     assert response.status_code not in (401, 403), (response.status_code, response.text[:300])
     if response.status_code == 303:
         assert not response.headers["location"].startswith("/login")
+
+
+def test_each_centre_sees_only_its_own_worklist_and_auditors_see_all(world: World) -> None:
+    def listed(person: str) -> list[int]:
+        response = world.call(person, "GET", "/api/v1/cases")
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    assert world.case_id in listed(READER)
+    assert world.case_id in listed(AUDITOR)
+    assert world.case_id not in listed(GRENOBLE)
+    page = world.call(GRENOBLE, "GET", "/worklist")
+    assert page.status_code == 200 and "PAT-ACCESS" not in page.text
+    assert "PAT-ACCESS" in world.call(READER, "GET", "/worklist").text
+    assert world.call(OTHER_GP, "GET", "/api/v1/cases").json()["items"] == []

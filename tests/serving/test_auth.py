@@ -402,6 +402,25 @@ def test_a_success_resets_the_count_and_one_client_is_limited_across_logins(
     assert api_token(client, "dr-leroy").status_code == 429  # same address, another login
 
 
+def test_make_run_seeds_the_demo_accounts_that_the_readme_and_the_banner_list(
+    settings: Settings, clock: Clock
+) -> None:
+    from serving.commands.serve import demo_banner, seed_demo_accounts
+    from serving.users import DEMO_USERS
+
+    assert seed_demo_accounts(settings) == len(DEMO_USERS)
+    assert seed_demo_accounts(settings) == 0  # a restart leaves them (and their passwords) alone
+    banner = "\n".join(demo_banner())
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Demo accounts", 1)[1].split("\n## ", 1)[0]
+    assert DEMO_PASSWORD in banner and DEMO_PASSWORD in section
+    for user in DEMO_USERS:
+        assert user.id in banner and f"`{user.id}`" in section, user.id
+    with make_client(settings, clock) as client:
+        for login in ("dr-roux", "ds-petit"):  # the newer roles sign in like the others
+            assert api_token(client, login).status_code == 200
+
+
 # --- dermtriage users ------------------------------------------------------------------------
 
 
