@@ -239,6 +239,8 @@ def test_the_audit_page_lists_filters_and_pages_in_french_and_english(
     assert page.status_code == 200
     assert "<h1>Journal d'audit</h1>" in unescape(page.text)
     assert 'data-intact="true"' in page.text and "Chaîne intacte" in page.text
+    assert '<a href="/audit" class="active">Audit</a>' in page.text  # in the navigation
+    assert 'href="/audit"' not in client.get("/worklist", headers=sign_in(client, READER)).text
     by_case = client.get(f"/audit?case={case_id}&action=case.photo.read", headers=auditor)
     rows = by_case.text.count("<tr data-seq=")
     assert rows == 2 and PSEUDONYM not in by_case.text
