@@ -228,11 +228,21 @@ def _finite_or_none(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _source_location(source: str | None) -> str | None:
+    """Where a logged data set came from: MLflow stores the source as JSON (``{"uri": ...}``)."""
+    try:
+        parsed = json.loads(source or "")
+    except json.JSONDecodeError:
+        return source
+    return str(parsed.get("uri", source)) if isinstance(parsed, dict) else source
+
+
 def load_training_data(
     client: mlflow.MlflowClient, run_id: str | None, run: dict[str, Any] | None
 ) -> TrainingData:
     """The data sets the run logged, its split seed and images per diagnosis in each split."""
-    datasets = tuple((run or {}).get("datasets") or ())
+    logged = (run or {}).get("datasets") or ()
+    datasets = tuple({**d, "source": _source_location(d.get("source"))} for d in logged)
     seed: int | None = None
     counts: dict[str, dict[str, int]] = {}
     if run_id:
