@@ -246,10 +246,11 @@ async def run_clients_async(
     stop_after: float | None = None,
     resend: Sequence[tuple[int, str, str]] = (),
     outcome: Outcome | None = None,
+    pause_s: float = 0.0,
 ) -> Outcome:
     """``clients`` concurrent clients sharing a queue of ``uploads`` new submissions, each with
     a fresh ``Idempotency-Key``, or of the ``resend`` ones (index, key, requester) with theirs.
-    Pass ``outcome`` to watch it fill from another thread."""
+    Pass ``outcome`` to watch it fill from another thread; ``pause_s`` paces each client."""
     outcome = outcome if outcome is not None else Outcome()
     queue: asyncio.Queue[tuple[int, str, str | None]] = asyncio.Queue()
     for index in range(uploads):
@@ -277,6 +278,8 @@ async def run_clients_async(
                     client, tokens[requester], requester, photo, index, outcome,
                     key=key, retries=retries,
                 )  # fmt: skip
+                if pause_s:
+                    await asyncio.sleep(pause_s)
 
     await asyncio.gather(*(client_loop(n) for n in range(clients)))
     outcome.duration_s = time.perf_counter() - started

@@ -52,12 +52,17 @@ INTAKE_MESSAGES_FR = {
     "ses pixels ne peuvent pas être lus en entier.",
     "decompression_bomb": "L'image annonce un nombre de pixels démesuré ; "
     "elle n'a pas été décodée.",
+    "too_small": "L'image ne fait que quelques pixels : ce n'est pas une photo de la lésion.",
     "trailing_data": "Le fichier contient d'autres données après la fin de l'image (fichier "
     "composite) : exportez la photo d'origine en JPEG simple.",
 }
 
 #: Bytes a camera may pad a file with after the image ends; anything else there is refused.
 _PADDING = frozenset(b"\x00\xff")
+
+#: Narrowest picture we take, in pixels: thinner than this, no check can look at it (the quality
+#: checks then report a too-low resolution for anything still far from a real photo).
+MIN_SIDE = 2
 
 #: EXIF orientations that swap width and height (rotations by 90 or 270 degrees).
 _TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
@@ -68,7 +73,7 @@ class IntakeError(ValueError):
     """An upload we refuse, with a stable machine ``code`` and an English sentence for people.
 
     Codes: ``empty``, ``too_large``, ``not_an_image``, ``unsupported_format``, ``corrupt``,
-    ``decompression_bomb``, ``trailing_data``.
+    ``decompression_bomb``, ``trailing_data``, ``too_small``.
     """
 
     def __init__(self, code: str, message: str) -> None:
@@ -290,6 +295,11 @@ def _open_checked(data: bytes, *, max_bytes: int, max_pixels: int) -> tuple[Imag
     width, height = image.size
     if width <= 0 or height <= 0:
         raise IntakeError("corrupt", f"The {fmt} file is corrupt: it declares an empty picture.")
+    if min(width, height) < MIN_SIDE:
+        raise IntakeError(
+            "too_small",
+            f"The image is only {width} x {height} pixels: it is not a photo of a lesion.",
+        )
     if width * height > max_pixels:
         raise IntakeError(
             "decompression_bomb",

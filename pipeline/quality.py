@@ -317,4 +317,5 @@ _INTAKE_REASONS_FR = {
     "corrupt": "fichier tronqué ou endommagé",
     "decompression_bomb": "image aux dimensions démesurées",
     "trailing_data": "données étrangères après la fin de l'image",
+    "too_small": "image de quelques pixels seulement",
 }

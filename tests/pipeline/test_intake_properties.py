@@ -45,7 +45,7 @@ def outcome(data: bytes) -> DecodedImage | IntakeError:
     except IntakeError as refusal:
         assert refusal.code in {
             "empty", "too_large", "not_an_image", "unsupported_format", "corrupt",
-            "decompression_bomb", "trailing_data",
+            "decompression_bomb", "trailing_data", "too_small",
         }  # fmt: skip
         assert refusal.message and refusal.text("fr")
         return refusal

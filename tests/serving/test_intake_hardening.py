@@ -242,6 +242,17 @@ def test_a_decompression_bomb_is_refused_without_decoding(
     nothing_left(request, client)
 
 
+def test_a_picture_one_pixel_wide_is_refused_not_a_crash(
+    request: pytest.FixtureRequest, client: TestClient
+) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 300), (150, 90, 80)).save(buffer, "PNG")
+    response = submit(client, [("line.png", buffer.getvalue(), "image/png")])
+    assert response.status_code == 422  # found by schemathesis: it used to be a 500
+    assert "pixels" in refusal(response)["errors"]["photos.0"]
+    nothing_left(request, client)
+
+
 def test_a_truncated_photo_is_refused(
     request: pytest.FixtureRequest, client: TestClient, photo: bytes
 ) -> None:
