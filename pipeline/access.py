@@ -11,10 +11,10 @@ role               may
 requester          submit cases; read and act on the cases they sent (nobody else's)
 first_reader       read the worklist of their centre; read and act on their centre's cases
 senior             the same as a first reader (the workflow adds validation rights)
-auditor            read every case and the worklist (all centres); change nothing
-data_scientist     model and activity data (statistics, model pages); never a case, photo or
+auditor            read every case and the worklist (all centres), model governance; change nothing
+data_scientist     model and activity data (statistics, model governance); never a case, photo or
                    patient pseudonym
-admin              manage user accounts; statistics; no patient data
+admin              manage user accounts; statistics, model governance; no patient data
 =================  ===========================================================================
 
 Which workflow step (review, report, validation...) a role may take is :mod:`pipeline.workflow`'s
@@ -49,9 +49,11 @@ GLOBAL: dict[Role, frozenset[Permission]] = {
     Role.requester: frozenset({Permission.submit_case}),
     Role.first_reader: frozenset({Permission.read_worklist, Permission.read_stats}),
     Role.senior: frozenset({Permission.read_worklist, Permission.read_stats}),
-    Role.auditor: frozenset({Permission.read_worklist, Permission.read_stats}),
+    Role.auditor: frozenset(
+        {Permission.read_worklist, Permission.read_stats, Permission.read_models}
+    ),
     Role.data_scientist: frozenset({Permission.read_stats, Permission.read_models}),
-    Role.admin: frozenset({Permission.manage_users, Permission.read_stats}),
+    Role.admin: frozenset({Permission.manage_users, Permission.read_stats, Permission.read_models}),
     Role.system: frozenset(),
 }
 

@@ -20,6 +20,7 @@ import mlflow
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, Response
 
+from pipeline.access import Permission, can
 from pipeline.drift import DEFAULT_ALPHA, MEASURE_LABELS, Reference, psi_level, weekly_drift
 from pipeline.workflow import Role
 from serving import audit
@@ -60,9 +61,10 @@ REPORT_EXPORT = "governance.report.export"
 
 
 def _auditor_only(user: User) -> None:
-    """Governance is for auditors (and admins); everyone else gets 403, whatever they ask."""
-    if user.role not in GOVERNANCE_ROLES:
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "auditors and administrators only")
+    """Governance is model data: auditors, admins and data scientists (``pipeline.access``,
+    ``read_models``: no patient identity is shown here); everyone else gets 403."""
+    if not can(user, Permission.read_models):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "auditors, admins and data scientists only")
 
 
 def _client(settings: Settings) -> mlflow.MlflowClient:

@@ -68,9 +68,9 @@ GLOBAL_RULES = {
     Role.requester: {Permission.submit_case},
     Role.first_reader: {Permission.read_worklist, Permission.read_stats},
     Role.senior: {Permission.read_worklist, Permission.read_stats},
-    Role.auditor: {Permission.read_worklist, Permission.read_stats},
+    Role.auditor: {Permission.read_worklist, Permission.read_stats, Permission.read_models},
     Role.data_scientist: {Permission.read_stats, Permission.read_models},
-    Role.admin: {Permission.manage_users, Permission.read_stats},
+    Role.admin: {Permission.manage_users, Permission.read_stats, Permission.read_models},
     Role.system: set(),
 }
 

@@ -43,7 +43,7 @@ LYON_EXPERTS = frozenset({READER, SENIOR})
 WORKLIST = frozenset({READER, SENIOR, GRENOBLE, AUDITOR})
 STATS = frozenset({READER, SENIOR, GRENOBLE, AUDITOR, DATA_SCIENTIST, ADMIN})
 AUDIT = frozenset({AUDITOR, ADMIN})  # serving/routes/audit.py
-GOVERNANCE = frozenset({AUDITOR, ADMIN})  # serving/routes/governance.py
+GOVERNANCE = frozenset({AUDITOR, ADMIN, DATA_SCIENTIST})  # model data, no identities
 ADMINS = frozenset({ADMIN})
 
 # (method, path) -> who may call it. Workflow rules (who may validate, answer...) narrow the
