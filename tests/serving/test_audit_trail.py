@@ -67,6 +67,18 @@ def client(settings: Settings, real_predictor: Any) -> Iterator[TestClient]:
         yield test_client
 
 
+@pytest.fixture
+def pg_client(settings: Settings, real_predictor: Any, postgres_url: str) -> Iterator[TestClient]:
+    """The same service on PostgreSQL (row lock on the chain's head, PL/pgSQL triggers)."""
+    app = create_app(
+        settings.model_copy(update={"scoring_worker": False, "database_url": postgres_url})
+    )
+    app.state.clock = Clock()
+    app.state.load_predictor = lambda: real_predictor
+    with TestClient(app) as test_client:
+        yield test_client
+
+
 def run_workflow(client: TestClient, photo: bytes) -> int:
     """Submit, score, read every way there is, ask, answer, report, validate, export."""
     gp, reader, senior = sign_in(client, GP), sign_in(client, READER), sign_in(client, SENIOR)
@@ -151,6 +163,17 @@ def test_every_read_and_change_of_a_case_is_in_the_trail_in_order(
         (READER, "page", [case_id]),
     ]
     assert [e["actor_id"] for e in listings if e["action"] == "requests.read"] == [GP]
+
+
+def test_the_same_workflow_on_postgresql_leaves_the_same_intact_trail(
+    pg_client: TestClient, photo: bytes
+) -> None:
+    case_id = run_workflow(pg_client, photo)
+    actions = [e["action"] for e in events_of(pg_client, case_id=case_id)]
+    assert actions[:3] == ["case.submit", "case.photo.quality", "case.score"]
+    assert actions.count("case.export") == 2 and "case.validate" in actions
+    chain = pg_client.get("/api/v1/audit/chain", headers=sign_in(pg_client, AUDITOR)).json()
+    assert chain["intact"] is True and chain["events"] >= 19
 
 
 def test_events_say_which_model_and_carry_no_patient_data(client: TestClient, photo: bytes) -> None:
