@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from pipeline.drift import Observation
-from pipeline.priority import ScoringState, assess
+from pipeline.priority import ScoringState, Tier, assess
 from pipeline.workflow import OPEN_FOR_EXPERTS
 from serving.case_service import case_facts
 from serving.db.models import SCORE_ROLE_CHAMPION, SCORE_ROLE_SHADOW, Case, Photo, Score
-from training.governance_compare import PairedScore
+from training.governance_compare import PairedScore, score_tier
 
 
 def version_label(model_name: str, version: str) -> str:
@@ -229,3 +230,38 @@ def drift_observations(session: Session, model_version: str) -> list[Observation
             )
         )
     return observations
+
+
+@dataclass(frozen=True)
+class LiveGroup:
+    """Live cases of one skin type scored by a version: how many, and how it scored them.
+
+    Live cases have no confirmed diagnosis yet, so this is a description (is one skin type
+    scored differently?), not a performance figure.
+    """
+
+    skin_type: str
+    n_cases: int
+    median_score: float
+    share_urgent: float
+
+
+def live_cases_by_skin_type(session: Session, model_version: str) -> list[LiveGroup]:
+    """The version's latest case scores grouped by the questionnaire's Fitzpatrick skin type."""
+    scored = latest_case_scores(session, model_version)
+    if not scored:
+        return []
+    cases = session.execute(select(Case.id, Case.questionnaire).where(Case.id.in_(scored)))
+    groups: dict[str, list[float]] = {}
+    for case_id, questionnaire in cases:
+        skin = str((questionnaire or {}).get("fitzpatrick") or "not given")
+        groups.setdefault(skin, []).append(scored[case_id].p_malignant)
+    return [
+        LiveGroup(
+            skin_type=skin,
+            n_cases=len(values),
+            median_score=float(np.median(values)),
+            share_urgent=sum(score_tier(v) is Tier.urgent for v in values) / len(values),
+        )
+        for skin, values in sorted(groups.items())
+    ]

@@ -31,6 +31,7 @@ from serving.governance_service import (
     case_scoring_history,
     cases_scored_by,
     drift_observations,
+    live_cases_by_skin_type,
     paired_scores,
     scored_counts,
     version_label,
@@ -194,8 +195,12 @@ def version_page(
 ) -> HTMLResponse:
     _auditor_only(user)
     dossier = _dossier(settings, version)
-    cases = cases_scored_by(session, version_label(settings.registered_model_name, version))
-    return _page(request, "governance_version.html", user, dossier=dossier, cases=cases)
+    label = version_label(settings.registered_model_name, version)
+    cases = cases_scored_by(session, label)
+    skin = live_cases_by_skin_type(session, label)
+    return _page(
+        request, "governance_version.html", user, dossier=dossier, cases=cases, skin_types=skin
+    )
 
 
 @router.get("/governance/versions/{version}/plots/{plot}.png")
@@ -294,6 +299,7 @@ def api_version(
     label = version_label(settings.registered_model_name, version)
     data = dossier.to_dict()
     data["live_cases"] = scored_counts(session).get(label, {})
+    data["live_by_skin_type"] = [g.__dict__ for g in live_cases_by_skin_type(session, label)]
     return data
 
 

@@ -61,7 +61,8 @@ NAME = "dermtriage-classifier"
 EXPERIMENT = "governance-test"
 SECOND_SCIENTIST = "ds-petit"
 AUDITOR, ADMIN, GP, EXPERT = "audit-moreau", "admin", "dr-martin", "dr-bernard"
-T0 = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)  # a Monday: ISO week 2026-W47
+T0 = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
+SKIN_TYPES = ("II", "IV", "VI")  # a Monday: ISO week 2026-W47
 
 
 @dataclass
@@ -287,7 +288,7 @@ def _questionnaire(i: int) -> dict[str, Any]:
         "patient_pseudonym": f"PAT-{i:04d}",
         "age": 40 + i,
         "sex": "female" if i % 2 else "male",
-        "fitzpatrick": "II",
+        "fitzpatrick": SKIN_TYPES[i % 3],
         "body_site": "back",
         "duration": "6_12_months",
         "changed_size": False,
@@ -431,6 +432,15 @@ def test_the_auditor_sees_each_version_with_the_live_cases_it_scored(live: Live)
     assert {c["case_id"] for c in listed["cases"]} == set(live.week1_cases + live.week2_cases)
     assert {c["role"] for c in listed["cases"]} == {"shadow"}
     assert all(c["photos"] == 2 for c in listed["cases"])
+    # Live cases by the questionnaire's skin type (cases 0-5 cycle through II, IV, VI).
+    shadow = _case_scores(_stored_scores(live), f"{NAME}/2", "shadow")
+    by_skin = live.get("/api/v1/governance/versions/2").json()["live_by_skin_type"]
+    assert [(g["skin_type"], g["n_cases"]) for g in by_skin] == [("II", 2), ("IV", 2), ("VI", 2)]
+    cases = live.week1_cases + live.week2_cases
+    for k, group in enumerate(by_skin):
+        mine = [shadow[cases[i]] for i in range(6) if i % 3 == k]
+        assert group["median_score"] == pytest.approx(sum(mine) / 2)
+        assert group["share_urgent"] == pytest.approx(sum(v >= 0.7 for v in mine) / 2)
     page = live.get("/governance").text
     assert 'id="champion">1<' in page and 'id="challenger">2<' in page
     version_page = live.get("/governance/versions/2").text
