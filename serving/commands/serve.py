@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     prepare(settings, demo=not args.no_demo)
     host, port = args.host or settings.host, args.port or settings.port
+    # The app sees where it really listens: the session cookie's Secure default depends on it.
+    settings = settings.model_copy(update={"host": host, "port": port})
     logger.info("DermTriage at http://%s:%d", host, port)
     if not args.no_demo:
         for line in demo_banner():
