@@ -582,14 +582,8 @@ def test_promotion_after_shadow_mode_goes_through_the_gates_and_rollback_is_one_
     assert first["in_service_since"] == dossier["history"][2]["at"]  # back by the rollback
     page = live.get("/governance/versions/2").text
     assert 'data-action="rollback"' in page and "worklist complaints" in page
-
-
-def test_every_step_is_in_the_audit_trail(live: Live) -> None:
-    """Runs after the promotion test: the registry's four events (bootstrap promotion,
-    challenger, promotion, rollback), each shadow-scored case and the auditor's own reads."""
-    with live.runtime.database.session() as session:
-        events = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
-        trail = [(e.action, e.actor_id, e.model_version, e.case_id, e.details) for e in events]
+    # Every registry step is in the audit trail, the first-start bootstrap's included.
+    trail = _trail(live)
     model_events = [(a, who, v, d["registry_sequence"]) for a, who, v, _, d in trail
                     if a.startswith("model.")]  # fmt: skip
     assert model_events == [
@@ -600,13 +594,32 @@ def test_every_step_is_in_the_audit_trail(live: Live) -> None:
     ]
     promotion = next(d for a, _, v, _, d in trail if a == "model.promote" and v == f"{NAME}/2")
     assert promotion["gates_passed"] is True and promotion["previous_champion"] == "1"
+    assert promotion["gates"] == {"malignant_auroc": True, "sens_at_95_spec": True}
+
+
+def _trail(live: Live) -> list[tuple[str, str, str | None, int | None, dict[str, Any]]]:
+    """The audit trail as (action, actor, model version, case, details), oldest first."""
+    with live.runtime.database.session() as session:
+        events = session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
+        return [(e.action, e.actor_id, e.model_version, e.case_id, e.details) for e in events]
+
+
+def test_shadow_scoring_and_the_auditors_reads_are_in_the_audit_trail(live: Live) -> None:
+    case_id = live.week2_cases[0]
+    live.get(f"/governance/cases/{case_id}")
+    live.get("/governance/versions/2/report.pdf", ADMIN)
+    trail = _trail(live)
     shadowed = {c for a, _, v, c, _ in trail if a == "case.shadow_score"}
-    assert shadowed == set(live.week1_cases + live.week2_cases)
-    assert {v for a, _, v, _, _ in trail if a == "case.shadow_score"} == {f"{NAME}/2"}
-    reads = [(who, c) for a, who, _, c, _ in trail if a == "governance.case_scores.read"]
-    assert (AUDITOR, live.week1_cases[0]) in reads
-    exports = [(who, v) for a, who, v, _, _ in trail if a == "governance.report.export"]
-    assert (AUDITOR, f"{NAME}/1") in exports
+    assert set(live.week1_cases + live.week2_cases) <= shadowed
+    shadow_scores = _case_scores(_stored_scores(live), f"{NAME}/2", "shadow")
+    event = next(d for a, _, _, c, d in trail if a == "case.shadow_score" and c == case_id)
+    assert event == {"photos": 2, "p_malignant": round(shadow_scores[case_id], 4)}
+    assert (AUDITOR, case_id) in [
+        (who, c) for a, who, _, c, _ in trail if a == "governance.case_scores.read"
+    ]
+    assert (ADMIN, f"{NAME}/2") in [
+        (who, v) for a, who, v, _, _ in trail if a == "governance.report.export"
+    ]
 
 
 def live_photo(live: Live) -> bytes:
