@@ -152,7 +152,9 @@ def render(
         "event_label": event_label,
         "malignant_classes": MALIGNANT_CLASSES,
         "csrf_token": csrf_expected(request),
-        "can": lambda permission: user is not None and can(user, Permission(permission)),
+        "can": lambda permission, case=None: (
+            user is not None and can(user, Permission(permission), case)
+        ),
     }
     response = templates.TemplateResponse(
         request, template, {**helpers, **context}, status_code=status_code

@@ -337,3 +337,11 @@ def test_each_centre_sees_only_its_own_worklist_and_auditors_see_all(world: Worl
     assert page.status_code == 200 and "PAT-ACCESS" not in page.text
     assert "PAT-ACCESS" in world.call(READER, "GET", "/worklist").text
     assert world.call(OTHER_GP, "GET", "/api/v1/cases").json()["items"] == []
+
+
+def test_an_auditor_reads_a_case_page_without_any_form_to_change_it(world: World) -> None:
+    audited = world.call(AUDITOR, "GET", "/cases/{case_id}")
+    assert audited.status_code == 200 and "PAT-ACCESS" in audited.text
+    assert f'action="/cases/{world.case_id}/' not in audited.text
+    read = world.call(READER, "GET", "/cases/{case_id}")
+    assert f'action="/cases/{world.case_id}/message"' in read.text
