@@ -21,8 +21,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "nav_photo_check": "Vérifier une photo",
         "sign_out": "Se déconnecter",
         "sign_in_title": "Connexion",
-        "sign_in_intro": "Environnement de démonstration : choisissez un profil pour entrer.",
-        "sign_in_as": "Entrer",
         "language": "Langue",
         # worklist
         "worklist_title": "File de lecture",
@@ -215,8 +213,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "nav_photo_check": "Check a photo",
         "sign_out": "Sign out",
         "sign_in_title": "Sign in",
-        "sign_in_intro": "Demo environment: pick a profile to enter.",
-        "sign_in_as": "Enter",
         "language": "Language",
         "worklist_title": "Worklist",
         "worklist_intro": "Cases sorted by priority: estimated risk, red flags and the first-"
