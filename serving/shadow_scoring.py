@@ -85,9 +85,12 @@ def default_challenger_source(
     """The registry's ``challenger`` alias of ``model_name``, loaded as a plain Predictor."""
 
     def resolve() -> str | None:
-        from training.registry import CHALLENGER, alias_version, open_client
+        from training.registry import CHALLENGER, RegistryError, alias_version, open_client
 
-        return alias_version(open_client(tracking_uri), model_name, CHALLENGER)
+        try:
+            return alias_version(open_client(tracking_uri), model_name, CHALLENGER)
+        except RegistryError:  # nothing registered yet: no challenger either
+            return None
 
     def load(version: str) -> object:
         from models.predictor import Predictor

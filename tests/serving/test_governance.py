@@ -529,7 +529,7 @@ def test_governance_is_for_auditors_and_admins_only(live: Live) -> None:
     assert live.get("/api/v1/governance/versions", ADMIN).json()["champion"] in ("1", "2")
 
 
-def test_the_audit_report_pdf_of_a_version(live: Live) -> None:
+def test_the_audit_report_pdf_of_a_version(live: Live, tmp_path: Path) -> None:
     from pypdf import PdfReader
 
     response = live.get("/governance/versions/1/report.pdf")
@@ -542,6 +542,11 @@ def test_the_audit_report_pdf_of_a_version(live: Live) -> None:
     assert "Skin type was not recorded" in text
     plot = live.get("/governance/versions/1/plots/roc.png")
     assert plot.headers["content-type"] == "image/png" and plot.content[:4] == b"\x89PNG"
+    # The same report without the service, from the command line.
+    out = tmp_path / "audit-v1.pdf"
+    assert _cli(live.runtime.settings, "governance", "report", "1", "--out", str(out)) == 0
+    offline = "\n".join(p.extract_text() for p in PdfReader(out).pages)
+    assert "Audit report: dermtriage-classifier version 1" in offline and "6 as champion" in offline
 
 
 def test_promotion_after_shadow_mode_goes_through_the_gates_and_rollback_is_one_step(
