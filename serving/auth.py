@@ -58,6 +58,7 @@ TOKEN_ISSUED = "auth.token_issued"
 TOKEN_REVOKED = "auth.token_revoked"
 ACCOUNT_CREATED = "account.create"
 ACCOUNT_DISABLED = "account.disable"
+PASSWORD_RESET = "account.password_reset"
 
 
 class TokenKind(StrEnum):
@@ -147,6 +148,20 @@ def disable_account(session: Session, login: str, *, now: datetime) -> UserAccou
         account.disabled_at = now
     revoke_all(session, login, now=now)
     logger.info("account %s disabled", login)
+    return account
+
+
+def set_password(session: Session, login: str, password: str, *, now: datetime) -> UserAccount:
+    """A new password for ``login`` (a reset by an administrator); every session and token of
+    the account is revoked, so whoever knew the old password is signed out everywhere."""
+    account = session.get(UserAccount, login)
+    if account is None:
+        raise AccountError(f"no account {login!r}")
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise AccountError(f"password: {MIN_PASSWORD_CHARS} characters at least")
+    account.password_hash = hash_password(password)
+    revoke_all(session, login, now=now)
+    logger.info("password of %s reset", login)
     return account
 
 

@@ -1,4 +1,4 @@
-"""``dermtriage users create|disable|list``: manage sign-in accounts from the command line.
+"""``dermtriage users create|disable|password|list``: manage sign-in accounts from the command line.
 
 The password is read from a hidden prompt (typed twice) or, for scripts, from standard input with
 ``--password-stdin``; it never appears on the command line, where ``ps`` and shell history would
@@ -46,6 +46,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     disable = actions.add_parser("disable", help="stop an account signing in; revoke its tokens")
     disable.add_argument("login")
     disable.set_defaults(func=run_disable)
+
+    password = actions.add_parser(
+        "password", help="set a new password (prompted); signs the account out everywhere"
+    )
+    password.add_argument("login")
+    password.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    password.set_defaults(func=run_password)
 
     listing = actions.add_parser("list", help="every account, its role, centre and state")
     listing.set_defaults(func=run_list)
@@ -129,6 +138,31 @@ def run_disable(args: argparse.Namespace) -> int:
     finally:
         database.dispose()
     print(f"disabled {args.login}; its sessions and tokens are revoked")
+    return 0
+
+
+def run_password(args: argparse.Namespace) -> int:
+    from serving import audit, auth
+
+    try:
+        password = _read_password(args.password_stdin)
+    except ValueError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    database = _database()
+    try:
+        with database.session() as session:
+            now = datetime.now(UTC)
+            auth.set_password(session, args.login, password, now=now)
+            audit.record(
+                session, _operator(), auth.PASSWORD_RESET, details={"login": args.login}, at=now
+            )
+    except auth.AccountError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        database.dispose()
+    print(f"new password set for {args.login}; its sessions and tokens are revoked")
     return 0
 
 

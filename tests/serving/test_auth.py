@@ -438,7 +438,7 @@ def run_cli(monkeypatch: pytest.MonkeyPatch, argv: list[str], stdin: str = "") -
     return main(argv)
 
 
-def test_users_create_list_and_disable_from_the_command_line(
+def test_users_create_list_reset_and_disable_from_the_command_line(
     cli_env: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
     clock: Clock,
 ) -> None:  # fmt: skip
@@ -463,10 +463,18 @@ def test_users_create_list_and_disable_from_the_command_line(
     with make_client(cli_env, clock) as client:
         token = api_token(client, "dr-roy", "correct horse battery")
         assert token.status_code == 200
+        old = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        reset = ["users", "password", "dr-roy", "--password-stdin"]
+        assert run_cli(monkeypatch, reset, "short\n") == 2
+        assert run_cli(monkeypatch, reset, "staple battery horse\n") == 0
+        assert client.get("/api/v1/auth/me", headers=old).status_code == 401  # signed out
+        assert api_token(client, "dr-roy", "correct horse battery").status_code == 401
+        token = api_token(client, "dr-roy", "staple battery horse")
+        assert token.status_code == 200
         headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
         assert run_cli(monkeypatch, ["users", "disable", "dr-roy"]) == 0
         assert client.get("/api/v1/auth/me", headers=headers).status_code == 401
-        assert api_token(client, "dr-roy", "correct horse battery").status_code == 401
+        assert api_token(client, "dr-roy", "staple battery horse").status_code == 401
     assert run_cli(monkeypatch, ["users", "disable", "nobody"]) == 2
     capsys.readouterr()
     run_cli(monkeypatch, ["users", "list"])
