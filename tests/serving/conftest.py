@@ -171,7 +171,9 @@ def sign_in(client: Any, user_id: str) -> dict[str, str]:
     default ``X-CSRF-Token`` header so its form posts pass), and the returned headers (a bearer
     token) make any single request act as that user whatever else the client holds
     (``client.get(url, headers=sign_in(client, "dr-leroy"))``), so one client can play several
-    people. Tokens are made once per client and user, then reused.
+    people. Tokens are made once per client and user, then reused: a test that moves the app's
+    clock past the session lifetime (``session_hours``, 12 h) uses the returned bearer headers
+    (30 days) or a new client.
     """
     from serving.auth import csrf_for_session
     from serving.deps import CSRF_HEADER, SESSION_COOKIE
