@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 
 from serving.app import create_app
 from serving.db.models import Case
-from serving.security_headers import CONTENT_SECURITY_POLICY
+from serving.security_headers import CONTENT_SECURITY_POLICY, csp_hash
 from serving.settings import Settings
 from serving.uploads import display_name
 from tests.serving.conftest import sign_in
@@ -430,6 +430,20 @@ def test_every_answer_carries_the_security_headers(client: TestClient, photo: by
     case = answers["case"].json()
     photo_url = case["photos"][0]["url"]
     assert client.get(photo_url, headers=headers).headers["cache-control"] == "no-store"
+
+
+def test_the_csp_allows_the_style_matplotlib_writes_into_our_svg_charts() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure = pyplot.figure()
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg")
+    pyplot.close(figure)
+    styles = re.findall(r"<style[^>]*>(.*?)</style>", buffer.getvalue(), re.S)
+    assert styles and all(csp_hash(style) in CONTENT_SECURITY_POLICY for style in styles)
 
 
 def test_static_files_may_be_cached_and_https_gets_hsts(settings: Settings) -> None:
