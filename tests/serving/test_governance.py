@@ -627,6 +627,62 @@ def test_shadow_scoring_and_the_auditors_reads_are_in_the_audit_trail(live: Live
     ]
 
 
+def test_an_auditor_reads_the_governance_pages_in_a_real_browser(
+    live: Live, chromium_executable: str
+) -> None:
+    """The pages as served (security headers, CSP, static files): a second server on the same
+    database and store, Debian's Chromium through Playwright, sign-in through the form."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from playwright.sync_api import sync_playwright
+
+    from tests.serving.conftest import seed_accounts, sign_in_page
+
+    settings = live.runtime.settings
+    seed_accounts(settings)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium_executable)
+            page = browser.new_page(accept_downloads=True)
+            blocked: list[str] = []
+            page.on("console", lambda m: blocked.append(m.text) if "Content Security" in m.text
+                    else None)  # fmt: skip
+            sign_in_page(page, base, AUDITOR)
+            page.goto(f"{base}/governance")
+            page.click("#versions a:text-is('version 2')")
+            assert SECOND_SCIENTIST in page.locator("#lineage").inner_text()
+            roc = page.locator("#plots img").first
+            assert roc.evaluate("img => img.decode().then(() => img.naturalWidth)") > 0
+            warning = page.locator("#subgroups .gov-warning").first
+            assert warning.evaluate("e => getComputedStyle(e).color") == "rgb(161, 60, 0)"
+            with page.expect_download() as download:
+                page.click("text=Audit report (PDF)")
+            assert Path(download.value.path()).read_bytes().startswith(b"%PDF")
+            page.goto(f"{base}/governance/drift")
+            assert page.locator("svg.drift-chart circle.flagged").count() >= 1
+            assert blocked == []
+            browser.close()
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
 def live_photo(live: Live) -> bytes:
     with live.runtime.database.session() as session:
         from serving.db.models import Photo
