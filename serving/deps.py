@@ -117,8 +117,6 @@ def identity(request: Request) -> Identity | None:
                 user = auth.resolve_token(session, cookie, auth.TokenKind.session, now=now)
                 found = Identity(user, "session", cookie) if user else None
     request.state.identity = found
-    if found is not None and found.via == "session":
-        request.state.csrf_token = auth.csrf_for_session(found.token)
     return found
 
 
