@@ -9,7 +9,8 @@ SIGKILL (no shutdown hook runs). Then the server is started again on the same da
   photo and thumbnail files, which decode;
 - the uploads that got no answer are sent again with the same key: each ends as exactly one case
   (the ones committed just before the kill are found, not duplicated);
-- every case is eventually scored (the lease of the case being scored at the kill expires);
+- every case is eventually scored, the one being scored at the kill included (its lease
+  expires, another attempt scores it once);
 - no file is left that no row names (the start-up sweep took the orphans of the kill).
 
 Runs on SQLite and on PostgreSQL.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,15 @@ def _counts(database: Database) -> tuple[int, int]:
         total = session.scalar(select(func.count()).select_from(Case)) or 0
         done = session.scalar(select(func.count()).where(Case.scoring_state == "done")) or 0
     return total, done
+
+
+def _being_scored(database: Database) -> int:
+    """Cases a worker holds a lease on right now (mid-score) and has not finished."""
+    with database.session() as session:
+        query = select(func.count()).where(
+            Case.scoring_state != "done", Case.scoring_lease_until > datetime.now(UTC)
+        )
+        return session.scalar(query) or 0
 
 
 def _wait_until(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -103,11 +114,15 @@ def test_a_killed_server_loses_no_acknowledged_case_and_scores_every_case_after_
             kwargs={"clients": CLIENTS, "uploads": UPLOADS, "outcome": outcome, "pause_s": 0.3},
         )
         uploading.start()
-        # Kill once cases are acknowledged and the worker is scoring, before everything is in.
+        # Kill once cases are acknowledged and scored, at a moment the worker holds a case.
         _wait_until(
-            lambda: len(outcome.acknowledged) >= 8 and _counts(database)[1] > WARM_UP,
+            lambda: (
+                len(outcome.acknowledged) >= 8
+                and _counts(database)[1] > WARM_UP
+                and _being_scored(database) > 0
+            ),
             timeout=180,
-            what="acknowledged and scored cases",
+            what="acknowledged cases and a case being scored",
         )
         first.kill()
         uploading.join(120)
@@ -118,6 +133,13 @@ def test_a_killed_server_loses_no_acknowledged_case_and_scores_every_case_after_
     assert outcome.unanswered, "some uploads should have been cut off by the kill"
     total, scored = _counts(database)
     assert scored < total, "the kill should find cases still waiting for a score"
+    with database.session() as session:
+        interrupted = session.scalars(
+            select(Case.id).where(
+                Case.scoring_state != "done", Case.scoring_lease_until.is_not(None)
+            )
+        ).all()
+    assert interrupted, "the kill should land while a case is being scored"
 
     second = ServerProcess(settings, port=free_port(), extra_env=fast_recovery)
     second.start()
@@ -146,6 +168,11 @@ def test_a_killed_server_loses_no_acknowledged_case_and_scores_every_case_after_
     finally:
         second.stop()
     everything = {**acknowledged_before, **resent.acknowledged}
+    with database.session() as session:  # the case scored at the kill was scored again, once
+        for case_id in interrupted:
+            case = session.get(Case, case_id)
+            assert case is not None and case.scoring_state == "done"
+            assert case.scoring_lease_until is None and len(case.current_scores) == 1
     verification = verify_cases(settings, everything)
     assert verification.lost == 0, verification
     store = PhotoStore(settings.data_dir / "photos")
