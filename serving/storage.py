@@ -4,8 +4,8 @@ Every blob (a sanitised photo, its thumbnail, a saliency overlay) is stored unde
 its bytes, ``<root>/<aa>/<bb>/<sha256>``. Content addressing makes writes idempotent (a retried
 upload stores nothing new) and lets the database refer to files by a name that proves their
 content. A write goes to a temporary file in the same folder, is flushed and fsync'ed, then
-renamed over the final name with ``os.replace`` and the folder is fsync'ed: a crash leaves either
-the whole file or none, never half of one.
+linked to its final name and the folder is fsync'ed: a crash leaves either the whole file or
+none, never half of one.
 
 What is stored is never the upload itself: :meth:`PhotoStore.prepare` re-encodes it through
 :func:`pipeline.intake.sanitized_image_bytes`, which applies the EXIF orientation and drops every
@@ -14,23 +14,23 @@ metadata field (GPS included).
 Files and rows: a case's files are written (durably) *before* its transaction commits, so a
 committed row never names a missing file. The reverse, a file no row names, happens when the
 transaction then fails or the process dies before the commit. Two things remove those orphans:
-:meth:`PhotoStore.remove_unreferenced` right after a failed unit of work (blobs are *pinned* while
-a unit of work in this process uses them, so one request's clean-up never deletes a blob another
-request is about to commit), and :meth:`PhotoStore.sweep` at start-up for what a crash left
-(only blobs older than a grace period, so another process's in-flight upload is safe).
+:meth:`PhotoStore.remove_unreferenced` right after a failed unit of work, and
+:meth:`PhotoStore.sweep` at start-up for what a crash left (only blobs older than a grace
+period). A unit of work *holds* its blobs (a shared file lock, valid across processes) until it
+commits or rolls back, and a clean-up deletes only a blob it can lock exclusively and that no
+committed row names, so one request's clean-up never deletes a blob another is about to commit.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import logging
 import os
 import re
 import tempfile
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,8 +104,6 @@ class PhotoStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
-        self._pins: Counter[str] = Counter()
-        self._pin_lock = threading.Lock()
 
     def path(self, sha256: str) -> Path:
         """Where the blob named ``sha256`` lives; refuses anything that is not a hex digest."""
@@ -123,8 +121,11 @@ class PhotoStore:
     def write(self, data: bytes) -> tuple[str, bool]:
         """Store ``data`` durably: ``(sha256, created)``, ``created`` false when it was there.
 
-        Durable means: temporary file in the same folder, written and fsync'ed, renamed over the
-        final name, then the folder fsync'ed; only then does this return.
+        Durable means: temporary file in the same folder, written and fsync'ed, given its final
+        name atomically, then the folder fsync'ed; only then does this return. The final name is
+        made with a hard link, which fails if the name exists, rather than a rename over it: when
+        two requests store the same photo at once, the first file stays in place (a hold taken on
+        it stays valid) and the second request finds it there (``created`` false).
         """
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest)
@@ -137,12 +138,15 @@ class PhotoStore:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp_name, target)
-        except BaseException:
+            try:
+                os.link(tmp_name, target)
+                created = True
+            except FileExistsError:
+                created = False
+        finally:
             Path(tmp_name).unlink(missing_ok=True)
-            raise
         _fsync_dir(target.parent)
-        return digest, True
+        return digest, created
 
     def get(self, sha256: str) -> bytes:
         try:
@@ -182,67 +186,78 @@ class PhotoStore:
         prepared = self.prepare(upload, max_bytes=max_bytes, max_pixels=max_pixels)
         return self.store(prepared)[0]
 
-    # -- orphans -------------------------------------------------------------------------------
+    # -- holds and orphans ---------------------------------------------------------------------
 
-    def pin(self, digests: Collection[str]) -> Callable[[], None]:
-        """Mark blobs as in use by a unit of work in this process; call the result to release.
+    def write_and_hold(self, data: bytes) -> tuple[str, bool, Callable[[], None]]:
+        """Store ``data`` durably and hold it until the returned ``release`` is called.
 
-        Pin *before* writing or relying on a blob: :meth:`remove_unreferenced` never deletes a
-        pinned blob, so a request that found a photo already stored cannot lose it to another
-        request's clean-up before its own transaction commits.
+        Returns ``(sha256, created, release)``. A hold is a shared ``flock`` on the blob file, so
+        it works across threads *and* processes: :meth:`remove_unreferenced` takes an exclusive
+        lock before deleting and skips a held blob. Taking the lock, then checking that the path
+        still names the locked file, closes the race with a clean-up that deleted it in between
+        (the blob is then simply written again).
         """
-        held = list(digests)
-        with self._pin_lock:
-            self._pins.update(held)
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if released:
-                return
-            released = True
-            with self._pin_lock:
-                self._pins.subtract(held)
-                for digest in held:
-                    if self._pins[digest] <= 0:
-                        del self._pins[digest]
-
-        return release
+        while True:
+            digest, created = self.write(data)
+            path = self.path(digest)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue  # removed between the write and the open: write it again
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            if _same_file(path, fd):
+                return digest, created, _closer(fd)
+            os.close(fd)
 
     @contextmanager
-    def pinned(self, digests: Collection[str]) -> Iterator[None]:
-        release = self.pin(digests)
+    def holding(self, data: bytes) -> Iterator[str]:
+        """:meth:`write_and_hold` as a context: the blob is held inside the block."""
+        digest, _, release = self.write_and_hold(data)
         try:
-            yield
+            yield digest
         finally:
             release()
 
     def remove_unreferenced(
         self, digests: Collection[str], referenced: Callable[[Collection[str]], set[str]]
     ) -> list[str]:
-        """Delete those of ``digests`` that no row references and no unit of work has pinned.
+        """Delete those of ``digests`` that no row references and no unit of work holds.
 
-        ``referenced`` answers, from the database, which of the given digests some row names.
-        Returns the digests removed.
+        Each candidate is locked exclusively first (a held blob is skipped), *then* the database
+        is asked which of the locked ones some row names (``referenced``), so a unit of work that
+        commits in between cannot lose its file. Returns the digests removed.
         """
+        locked: dict[str, int] = {}
         removed: list[str] = []
-        with self._pin_lock:
-            candidates = sorted({d for d in digests if self._pins[d] <= 0})
-            if not candidates:
-                return removed
-            keep = referenced(candidates)
-            for digest in candidates:
+        try:
+            for digest in sorted(set(digests)):
+                path = self.path(digest)
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    continue
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:  # held by a unit of work, here or in another process
+                    os.close(fd)
+                    continue
+                if not _same_file(path, fd):
+                    os.close(fd)
+                    continue
+                locked[digest] = fd
+            keep = referenced(list(locked)) if locked else set()
+            for digest in locked:
                 if digest in keep:
                     continue
                 path = self.path(digest)
-                try:
-                    path.unlink()
-                except FileNotFoundError:
-                    continue
+                path.unlink()
                 _fsync_dir(path.parent)
                 removed.append(digest)
+        finally:
+            for fd in locked.values():
+                os.close(fd)
         if removed:
-            logger.info("removed %d blob(s) of a unit of work that did not commit", len(removed))
+            logger.info("removed %d blob(s) that no row names", len(removed))
         return removed
 
     def blobs(self) -> Iterator[tuple[str, float]]:
@@ -345,15 +360,15 @@ def write_for_session(
     """Write prepared photos durably now, tied to ``session``'s unit of work.
 
     The files are on disk (fsync'ed) when this returns, before the caller commits the rows that
-    name them, so an acknowledged case never lacks a photo. If the transaction rolls back
-    instead, the files this call created are removed again, unless a committed row names them or
-    another unit of work has them pinned. A crash before either leaves orphans for
-    :meth:`PhotoStore.sweep`.
+    name them, so an acknowledged case never lacks a photo. They stay *held* (see
+    :meth:`PhotoStore.write_and_hold`) until the transaction ends, so no other request's
+    clean-up can take them meanwhile. If the transaction rolls back instead of committing, the
+    files this call created are removed again, unless a committed row names them or another unit
+    of work holds them. A crash before either leaves orphans for :meth:`PhotoStore.sweep`.
     """
-    digests = [digest for photo in prepared for digest in photo.digests]
-    release = store.pin(digests)
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
+    releases: list[Callable[[], None]] = []
     created: list[str] = []
     finished = False
 
@@ -362,7 +377,8 @@ def write_for_session(
         if finished:
             return
         finished = True
-        release()
+        for release in releases:
+            release()
         if not committed and created:
             store.remove_unreferenced(created, database_references(engine))
 
@@ -371,10 +387,43 @@ def write_for_session(
     stored: list[StoredPhoto] = []
     try:
         for photo in prepared:
-            record, new = store.store(photo)
-            created.extend(new)
-            stored.append(record)
+            sha, new_photo, release_photo = store.write_and_hold(photo.clean)
+            releases.append(release_photo)
+            thumb, new_thumb, release_thumb = store.write_and_hold(photo.thumbnail)
+            releases.append(release_thumb)
+            created.extend(d for d, new in ((sha, new_photo), (thumb, new_thumb)) if new)
+            stored.append(
+                StoredPhoto(
+                    sha256=sha,
+                    mime=photo.mime,
+                    width=photo.width,
+                    height=photo.height,
+                    size_bytes=len(photo.clean),
+                    thumbnail_sha256=thumb,
+                )
+            )
     except BaseException:
         finish(False)
         raise
     return stored
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not deleted nor replaced)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _closer(fd: int) -> Callable[[], None]:
+    """A release function closing ``fd`` once (closing drops its lock)."""
+    closed = False
+
+    def release() -> None:
+        nonlocal closed
+        if not closed:
+            closed = True
+            os.close(fd)
+
+    return release

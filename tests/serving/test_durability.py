@@ -7,7 +7,10 @@ that raises (standing for a model crash) and a transaction we abort on purpose.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -181,23 +184,69 @@ def test_a_failed_request_never_deletes_a_photo_another_case_uses(
 ) -> None:
     submit(database, store, derm_images[:1], key=None)
     shared = referenced_files(database)
-    # Another request, in flight in this process, is about to commit photo 1: it has pinned it
-    # (what write_for_session does first). A third request with photos 0 and 1 then fails.
+    # Another request, in flight, is about to commit photo 1: it holds it (what
+    # write_for_session does until its transaction ends). A third request with photos 0 and 1
+    # then fails.
     in_flight = store.prepare(derm_images[1].read_bytes(), **LIMITS)
-    with store.pinned(in_flight.digests):
+    with store.holding(in_flight.clean), store.holding(in_flight.thumbnail):
         with pytest.raises(RuntimeError), database.session() as failing:
             svc.create_case(
                 failing, store, OTHER_GP, parse_questionnaire(RAW_QUESTIONNAIRE),
                 uploads(derm_images[:2]), now=T0, **LIMITS,
             )  # fmt: skip
             raise RuntimeError("abort")
-        assert set(in_flight.digests) <= files(store)  # pinned: still there
+        assert set(in_flight.digests) <= files(store)  # held: still there
         assert shared <= files(store)  # named by a committed row: still there
     assert count_cases(database) == 1
-    # Unpinned and unreferenced now: the next clean-up may take it, and only it.
+    # Released and unreferenced now: the next clean-up may take it, and only it.
     removed = store.remove_unreferenced(in_flight.digests, database_references(database.engine))
     assert sorted(removed) == sorted(in_flight.digests)
     assert files(store) == referenced_files(database)
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from serving.storage import PhotoStore
+store = PhotoStore(Path(sys.argv[1]))
+with store.holding(Path(sys.argv[2]).read_bytes()):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_a_hold_taken_by_another_process_protects_the_file_too(
+    database: Database, store: PhotoStore, derm_images: list[Path], tmp_path: Path
+) -> None:
+    """Two server processes on one photo folder: one's clean-up spares the other's upload."""
+    photo = tmp_path / "blob.bin"
+    photo.write_bytes(b"a photo another server process is about to commit")
+    digest = hashlib.sha256(photo.read_bytes()).hexdigest()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(store.root), str(photo)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        referenced = database_references(database.engine)
+        assert store.remove_unreferenced([digest], referenced) == []
+        assert store.exists(digest)
+    finally:
+        holder.communicate("done\n", timeout=30)
+    assert store.remove_unreferenced([digest], referenced) == [digest]  # released: orphan now
+
+
+def test_a_photo_deleted_just_before_it_is_held_is_written_again(
+    store: PhotoStore, derm_images: list[Path]
+) -> None:
+    data = derm_images[0].read_bytes()
+    digest = store.put(data)
+    store.path(digest).unlink()  # a clean-up won the race right after the write
+    digest_again, created, release = store.write_and_hold(data)
+    try:
+        assert (digest_again, created) == (digest, True) and store.get(digest) == data
+    finally:
+        release()
 
 
 def test_the_start_up_sweep_removes_old_orphans_only(
