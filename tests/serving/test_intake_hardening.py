@@ -10,6 +10,7 @@ import io
 import json
 import re
 import struct
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -356,6 +359,16 @@ def test_display_name_keeps_only_a_short_harmless_last_component() -> None:
     assert display_name("lesion\u202egpj.exe") == "lesiongpj.exe"  # no bidi trick
     assert len(display_name("x" * 5000)) == 80
     assert display_name("") == display_name(None) == display_name("../..") == "photo"
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.text(max_size=400) | st.binary(max_size=400).map(lambda b: b.decode("latin-1")))
+def test_any_file_name_is_shown_as_one_short_harmless_component(raw: str) -> None:
+    shown = display_name(raw)
+    assert 0 < len(shown) <= 80
+    assert not set(shown) & set("/\\<>\"'`&")
+    assert all(unicodedata.category(ch)[0] != "C" for ch in shown)
+    assert shown not in (".", "..")
 
 
 # --- pages -----------------------------------------------------------------------------------
