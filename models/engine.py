@@ -51,6 +51,11 @@ class EngineConfig:
     gpu_decode: bool = True
     threads: int = 0
     decode_workers: int = 2
+    # On a CPU a forward pass is split into chunks of this many photos: measured on the project's
+    # 2-core machine (efficientnet_lite0, 224 px, channels_last) 135 img/s at 8, 86 at 32 and 68
+    # at 64, because larger batches spill the activations out of the cache. GPUs take the whole
+    # batch at once.
+    cpu_forward_batch: int = 8
 
 
 class DecodeError(ValueError):
@@ -184,8 +189,16 @@ class InferenceEngine:
     def _run(self, pixels: torch.Tensor) -> list[Prediction]:
         with self._lock:
             predictor, forward = self._predictor, self._forward
+        step = len(pixels)
+        if self.device.type == "cpu" and self.config.cpu_forward_batch > 0:
+            step = self.config.cpu_forward_batch
         with torch.inference_mode(), self._autocast():
-            probs = forward(self._layout(self._normalise(pixels))).float()
+            probs = torch.cat(
+                [
+                    forward(self._layout(self._normalise(pixels[i : i + step]))).float()
+                    for i in range(0, len(pixels), max(1, step))
+                ]
+            )
         self.batches_run += 1
         self.images_run += len(pixels)
         return predictions_from_probabilities(probs, predictor.model.class_prior, predictor.version)

@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     shipped_model_dir: Path = PROJECT_ROOT / "models" / "shipped"
     inference_batch_size: int = Field(default=32, gt=0)
     inference_max_wait_ms: float = Field(default=10.0, ge=0)
+    inference_cpu_forward_batch: int = Field(
+        default=8, ge=0, description="CPU only: photos per forward pass (0: the whole batch)"
+    )
     torch_threads: int = Field(default=0, ge=0, description="0 means torch's own choice.")
     inference_device: Literal["auto", "cpu", "cuda"] = "auto"
     inference_compile: bool = False
@@ -79,6 +82,7 @@ class Settings(BaseSettings):
             device=self.inference_device,
             compile=self.inference_compile,
             threads=self.torch_threads,
+            cpu_forward_batch=self.inference_cpu_forward_batch,
         )
 
     review_deadline_hours: float = Field(

@@ -51,6 +51,23 @@ def test_batched_scores_match_the_one_by_one_fp32_reference(
         assert got.model_version == "test-model/1"
 
 
+def test_a_cpu_batch_split_into_forward_chunks_gives_the_same_scores(
+    predictor: Predictor, derm_images: list[Path]
+) -> None:
+    blobs = [p.read_bytes() for p in derm_images[:10]]
+    whole = InferenceEngine(predictor, EngineConfig(max_batch_size=10, cpu_forward_batch=0))
+    chunked = InferenceEngine(predictor, EngineConfig(max_batch_size=10, cpu_forward_batch=3))
+    try:
+        batches_before = chunked.batches_run
+        for want, got in zip(whole.predict_bytes(blobs), chunked.predict_bytes(blobs), strict=True):
+            for name, p in want.probabilities.items():
+                assert got.probabilities[name] == pytest.approx(p, abs=TOLERANCE)
+        assert chunked.batches_run == batches_before + 1  # one batch, run in chunks of 3
+    finally:
+        whole.close()
+        chunked.close()
+
+
 def test_concurrent_live_requests_share_forward_passes(
     engine: InferenceEngine, derm_images: list[Path]
 ) -> None:
