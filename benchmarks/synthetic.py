@@ -71,24 +71,58 @@ def downscale(rgb: np.ndarray, short_side: float, rng: np.random.Generator) -> n
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
-def off_centre_crop(rgb: np.ndarray, position: float, rng: np.random.Generator) -> np.ndarray:
-    """Poor framing: crop a window 60 % of the image wide whose edge passes ``position`` (a
-    fraction of the window) from the original centre, where dermoscopy puts the lesion, then
-    restore the size. Small positions put the lesion against the edge, cut off."""
+def lesion_centre(rgb: np.ndarray) -> tuple[float, float]:
+    """Where the lesion is, ``(x, y)`` in pixels: the centroid of how much darker than the
+    surrounding skin each pixel is (lightness below the image's 75th percentile, smoothed; only
+    the darker half of that range counts, so faint shading does not pull the centre away).
+
+    Deliberately simpler than, and independent of, the checks' own segmentation: it only has to
+    say where to put the crop's edge. An image without a darker region gives its centre (where
+    dermoscopy puts the lesion)."""
     height, width = rgb.shape[:2]
-    window = round(0.6 * min(height, width))
-    side = rng.integers(4)
-    cy, cx = height / 2, width / 2
+    lightness = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)[..., 0].astype(np.float32)
+    skin = float(np.percentile(lightness, 75))
+    # A dermatoscope's black surround (L* below 12) is not the lesion: count it as skin.
+    lightness = np.where(lightness < 0.12 * 255, skin, lightness)
+    lightness = cv2.GaussianBlur(lightness, (0, 0), 0.02 * max(height, width))
+    weight = np.clip(skin - lightness, 0, None)
+    weight = np.where(weight >= 0.5 * weight.max(), weight, 0.0) if weight.max() > 0 else weight
+    total = float(weight.sum())
+    if total <= 0:
+        return width / 2, height / 2
+    yy, xx = np.mgrid[0:height, 0:width]
+    return float((xx * weight).sum() / total), float((yy * weight).sum() / total)
+
+
+def off_centre_crop(rgb: np.ndarray, position: float, rng: np.random.Generator) -> np.ndarray:
+    """Poor framing: crop a square window half the image's short side wide whose edge passes
+    ``position`` (a fraction of the window) from the lesion's centre (:func:`lesion_centre`),
+    then restore the size. At 0 the frame's edge runs through the lesion's middle: the lesion is
+    cut in half; at 0.25 it is well off-centre and, unless small, still cut.
+
+    The side is drawn among the four (left, right, top, bottom) those that leave the window
+    inside the image, so the requested position is really obtained (an earlier version used a
+    60 % window that could not reach the centre and was clipped to 16 % in from the edge, leaving
+    many lesions whole). Along the other axis the window is centred on the lesion."""
+    height, width = rgb.shape[:2]
+    window = round(0.5 * min(height, width))
+    lx, ly = lesion_centre(rgb)
     near = position * window
     far = (1 - position) * window
-    if side == 0:  # lesion against the left edge
-        x0, y0 = cx - near, cy - window / 2
-    elif side == 1:  # right
-        x0, y0 = cx - far, cy - window / 2
-    elif side == 2:  # top
-        x0, y0 = cx - window / 2, cy - near
-    else:  # bottom
-        x0, y0 = cx - window / 2, cy - far
+    placements = [  # (x0, y0): lesion against the left, right, top, bottom edge
+        (lx - near, ly - window / 2),
+        (lx - far, ly - window / 2),
+        (lx - window / 2, ly - near),
+        (lx - window / 2, ly - far),
+    ]
+
+    def misfit(x0: float, y0: float) -> float:
+        return max(0.0, -x0, x0 - (width - window)) + max(0.0, -y0, y0 - (height - window))
+
+    sides = [i for i, (x0, y0) in enumerate(placements) if misfit(x0, y0) <= 1.0]
+    if not sides:  # the lesion is too close to a corner: take the placement that fits best
+        sides = [min(range(4), key=lambda i: misfit(*placements[i]))]
+    x0, y0 = placements[sides[int(rng.integers(len(sides)))]]
     x0 = int(np.clip(round(x0), 0, width - window))
     y0 = int(np.clip(round(y0), 0, height - window))
     crop = rgb[y0 : y0 + window, x0 : x0 + window]

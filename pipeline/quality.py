@@ -102,6 +102,10 @@ class Thresholds:
     #: Skin brighter than this many stops above it, or this share of the field burnt to white.
     overexposed_ev: float = 1.0
     overexposed_white_fraction: float = 0.2
+    #: ... or two thirds of the field with a channel burnt (red skin loses its red first and is
+    #: never white): there the skin's colour and the pigment network are gone. 99 % of good
+    #: derm-dev photos have under 10 % of such pixels; one very pink one has 58 %.
+    overexposed_clipped_fraction: float = 0.67
     #: Estimated edge blur, in working pixels: all directions (focus) or the worst one (motion).
     blur_px: float = 2.9
     blur_max_px: float = 3.1
@@ -124,17 +128,25 @@ class Thresholds:
     max_stroke_fraction: float = 0.01
     max_rectilinear_fraction: float = 0.42
     min_edge_strength: float = 0.003
-    #: Framing is judged only when a lesion stands out from the skin by this colour distance
-    #: (CIELAB delta E); fainter "lesions" are often just uneven skin.
+    #: Too small or off-centre is judged only when a lesion stands out from the skin by this
+    #: colour distance (CIELAB delta E); fainter "lesions" are often just uneven skin.
     lesion_min_contrast: float = 15.0
     #: Too small: the lesion covers less than this share of the field.
     lesion_min_area: float = 0.005
     #: Off-centre: the lesion's centre lies in the outer 7.5 % of the frame.
     lesion_max_offset: float = 0.85
-    #: Cut off: this share of the lesion's outline is the frame's edge (half a lesion: ~0.4),
-    #: on one side of the frame (a lesion filling a close-up touches every side: not cut off).
-    lesion_max_cut_fraction: float = 0.15
-    lesion_cut_min_asymmetry: float = 0.8
+    #: Cut off: this share of the lesion is estimated to lie beyond one side of the photo. At 0.1
+    #: about a quarter of its outline, where the signs of melanoma are read, is not in the
+    #: picture; a lesion that merely reaches the edge loses about 0 and is not cut off.
+    lesion_max_lost_fraction: float = 0.1
+    #: ... provided skin shows between the lesion and the opposite side, over at least this share
+    #: of the frame: a lesion spanning the frame is a close-up, and the estimate needs its far
+    #: border ...
+    lesion_cut_min_margin: float = 0.05
+    #: ... and provided both the lesion and its colour right at the cut differ from the skin by this
+    #: delta E (clearly visible side by side; fainter regions are often uneven skin or shading),
+    #: so that a shading or a faint fringe reaching the edge is not taken for a cut lesion.
+    lesion_cut_min_contrast: float = 8.0
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -178,18 +190,21 @@ def decide(
 
     A picture that is not skin gets that one verdict: judging the focus or framing of a
     document would only confuse. Exposure problems silence the colour checks, whose pixels are
-    then clipped or drowned in noise.
+    then clipped or drowned in noise; a single burnt channel does not (the colour statistics
+    leave clipped pixels out, and a strong blue or green cast is what burns that channel).
     """
     t = thresholds
     codes: list[str] = []
     if min(original_size) < t.min_short_side:
         codes.append("low_resolution")
     under = metrics["exposure_ev"] < t.underexposed_ev
-    over = (
+    too_bright = (
         metrics["exposure_ev"] > t.overexposed_ev
         or metrics["white_fraction"] > t.overexposed_white_fraction
     )
-    exposure_ok = not under and not over
+    burnt_channel = metrics["clipped_fraction"] > t.overexposed_clipped_fraction
+    over = too_bright or burnt_channel
+    exposure_ok = not under and not too_bright
     if _man_made(metrics, t) or (exposure_ok and _featureless(metrics, t)):
         return ["not_skin", *codes]
     scene = metrics["skin_fraction"] < t.min_skin_fraction
@@ -209,7 +224,7 @@ def decide(
         codes.append("glare")
     if exposure_ok and _colour_cast(metrics, t):
         codes.append("colour_cast")
-    if metrics["lesion_contrast"] >= t.lesion_min_contrast and _badly_framed(metrics, t):
+    if _badly_framed(metrics, t):
         codes.append("framing")
     return codes
 
@@ -238,14 +253,16 @@ def _colour_cast(m: dict[str, float], t: Thresholds) -> bool:
 
 
 def _badly_framed(m: dict[str, float], t: Thresholds) -> bool:
-    return (
-        (
-            m["lesion_cut_fraction"] >= t.lesion_max_cut_fraction
-            and m["lesion_contact_asymmetry"] >= t.lesion_cut_min_asymmetry
-        )
-        or m["lesion_area_fraction"] < t.lesion_min_area
-        or m["lesion_offset"] > t.lesion_max_offset
+    cut_off = (
+        m["lesion_lost_fraction"] >= t.lesion_max_lost_fraction
+        and m["lesion_opposite_margin"] >= t.lesion_cut_min_margin
+        and m["lesion_contrast"] >= t.lesion_cut_min_contrast
+        and m["lesion_edge_contrast"] >= t.lesion_cut_min_contrast
     )
+    misplaced = m["lesion_contrast"] >= t.lesion_min_contrast and (
+        m["lesion_area_fraction"] < t.lesion_min_area or m["lesion_offset"] > t.lesion_max_offset
+    )
+    return cut_off or misplaced
 
 
 def _result(codes: list[str], metrics: dict[str, float], lang: str) -> QualityResult:

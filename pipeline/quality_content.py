@@ -57,14 +57,18 @@ class Colour:
     cast_hue_deg: float
     hue_spread: float
     well_exposed_fraction: float
+    clipped_fraction: float
 
 
 def colour(rgb: np.ndarray, fov: np.ndarray) -> Colour:
     """Colour statistics over the field's pixels that are neither clipped nor near-black."""
     small, lab, small_fov = _small_views(rgb, fov)
     y = luma(small)
-    well = small_fov & (y > 0.08) & (channel_max(small) < 0.985)
-    well_fraction = float(well.sum() / max(small_fov.sum(), 1))
+    clipped = channel_max(small) >= 0.985
+    well = small_fov & (y > 0.08) & ~clipped
+    field_size = max(int(small_fov.sum()), 1)
+    well_fraction = float(well.sum() / field_size)
+    clipped_fraction = float((clipped & small_fov).sum() / field_size)
     if well.sum() < 16:
         well = small_fov
     lightness, a, b = lab[..., 0][well], lab[..., 1][well], lab[..., 2][well]
@@ -87,6 +91,7 @@ def colour(rgb: np.ndarray, fov: np.ndarray) -> Colour:
         cast_hue_deg=math.degrees(math.atan2(mean_b, mean_a)),
         hue_spread=1.0 - resultant,
         well_exposed_fraction=well_fraction,
+        clipped_fraction=clipped_fraction,
     )
 
 
@@ -139,23 +144,33 @@ def structure(rgb: np.ndarray, y: np.ndarray, fov: np.ndarray) -> Structure:
 
 @dataclass(frozen=True)
 class Lesion:
-    """Where the lesion (the region darker than the surrounding skin) sits in the frame.
+    """Where the lesion (the region that differs from the surrounding skin) sits in the frame.
 
-    ``contrast``: skin minus lesion lightness (CIELAB L); below a few units there is no distinct
-    lesion and framing is not judged. ``area_fraction``: lesion area over the field; ``offset``:
-    the lesion centre's distance from the frame centre (0 centre, 1 edge, per axis, the larger);
-    ``border_contact``: share of the field's rim covered by the lesion; ``contact_asymmetry``:
-    0 when that contact is spread all round (a lesion filling a close-up), 1 when it is all on
-    one side; ``cut_fraction``: share of the lesion's outline that is the frame's edge rather
-    than the lesion's own border (about 0.4 for a lesion cut in half, 0 for a whole one).
+    ``contrast``: the lesion's colour distance from the skin (CIELAB delta E); below a few units
+    there is no distinct lesion. ``area_fraction``: lesion area over the field; ``offset``: the
+    lesion centre's distance from the frame centre (0 centre, 1 edge, per axis, the larger).
+
+    Cut by the frame, for the side of the photo where it is worst (``cut_side``: 0 left, 1 right,
+    2 top, 3 bottom, -1 when the lesion reaches no side): ``edge_run``, the share of that side
+    along which the lesion reaches the edge; ``edge_contrast``, how far the lesion's colour right
+    at the edge is from the skin (delta E: the lesion itself, not a faint fringe, is cut);
+    ``lost_fraction``, the estimated share of the lesion beyond the frame (0 whole, 0.5 cut
+    through its middle; see :func:`_lost_fraction`); ``opposite_margin``, the share of the frame
+    between the lesion and the opposite side (0 when the lesion spans the frame, as in a
+    close-up). A dermatoscope's round rim is not a side.
     """
 
     contrast: float
     area_fraction: float
     offset: float
-    border_contact: float
-    contact_asymmetry: float
-    cut_fraction: float
+    cut_side: float = -1.0
+    edge_run: float = 0.0
+    edge_contrast: float = 0.0
+    lost_fraction: float = 0.0
+    opposite_margin: float = 0.0
+
+
+_NO_LESION = Lesion(contrast=0.0, area_fraction=0.0, offset=0.0)
 
 
 def _remove_falloff(lightness: np.ndarray, field: np.ndarray) -> np.ndarray:
@@ -187,24 +202,80 @@ def _lesion_likeness(lab: np.ndarray, field: np.ndarray) -> np.ndarray:
     return np.sqrt(darker**2 + (a - ref_a) ** 2 + (b - ref_b) ** 2)
 
 
-#: Width of the band along the field's rim where a lesion counts as touching it (fraction of the
-#: long side): a lesion cut by the frame rarely reaches the very last pixel row once smoothed.
-RIM_BAND = 0.04
+#: Width (pixels of the small copy, 160 px long side) of the strip along each side of the photo
+#: in which the lesion counts as reaching that side: its segmented outline, smoothed, rarely
+#: reaches the very last row.
+EDGE_BAND_PX = 3
 
 
-def _rim_band(field: np.ndarray) -> np.ndarray:
-    """The field's pixels within :data:`RIM_BAND` of its rim or of the frame's edge."""
-    width = max(1, round(RIM_BAND * max(field.shape)))
-    padded = np.pad(field.astype(np.uint8), 1)
-    distance = cv2.distanceTransform(padded, cv2.DIST_L2, 3)[1:-1, 1:-1]
-    return field & (distance <= width)
+def _lost_fraction(chord: float, depth: float) -> float:
+    """Share of a round lesion's area beyond a straight frame edge, from what is visible.
+
+    ``chord``: the length along the edge where the lesion meets it; ``depth``: how far the lesion
+    reaches into the photo from that edge. A circle through both ends of the chord and the
+    farthest point has radius ``r = (depth^2 + chord^2 / 4) / (2 depth)``; its centre lies
+    ``u = depth - r`` inside the frame (negative: beyond it). The part beyond the edge is the
+    circular segment cut off at distance ``|u|`` from the centre. A lesion cut through its middle
+    gives 0.5, one just grazing the edge about 0. The model assumes the far side of the lesion is
+    in the picture: for a lesion spanning the frame to the opposite side it does not hold.
+    """
+    if chord <= 0.0 or depth <= 0.0:
+        return 0.0
+    radius = (depth**2 + chord**2 / 4.0) / (2.0 * depth)
+    inside = depth - radius
+    theta = 2.0 * math.acos(min(1.0, abs(inside) / radius))
+    segment = (theta - math.sin(theta)) / (2.0 * math.pi)
+    return segment if inside >= 0.0 else 1.0 - segment
+
+
+def _frame_cut(
+    mask: np.ndarray, likeness: np.ndarray, field: np.ndarray, skin_level: float
+) -> tuple[float, float, float, float, float]:
+    """``(cut_side, edge_run, edge_contrast, lost_fraction, opposite_margin)`` for the side of
+    the photo that cuts the lesion most; see :class:`Lesion`.
+
+    Each side is looked at as the lesion's pixels within :data:`EDGE_BAND_PX` of it, where that
+    strip lies in the field of view. The lesion is segmented inside the field only, so where a
+    dermatoscope's dark surround covers a side the lesion cannot reach it: the round rim, which
+    is what the device shows, never counts as a cut.
+    """
+    best = (-1.0, 0.0, 0.0, 0.0, 0.0)
+    band = EDGE_BAND_PX
+    rows = np.nonzero(mask.any(axis=1))[0]
+    cols = np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        return best
+    height, width = mask.shape
+    # Per side: the strip (as rows along the side) and how deep the lesion reaches from it.
+    sides = (
+        (mask[:, :band], field[:, :band], likeness[:, :band], cols.max() + 1),
+        (mask[:, -band:], field[:, -band:], likeness[:, -band:], width - cols.min()),
+        (mask[:band, :].T, field[:band, :].T, likeness[:band, :].T, rows.max() + 1),
+        (mask[-band:, :].T, field[-band:, :].T, likeness[-band:, :].T, height - rows.min()),
+    )
+    for side, (strip, strip_field, strip_likeness, depth) in enumerate(sides):
+        valid = strip_field.all(axis=1)
+        touched = strip.any(axis=1) & valid
+        if not touched.any():
+            continue
+        lost = _lost_fraction(float(touched.sum()), float(depth))
+        if lost > best[3]:
+            at_edge = strip_likeness[touched][strip[touched]]
+            best = (
+                float(side),
+                float(touched.sum() / valid.sum()),
+                float(np.median(at_edge)) - skin_level,
+                lost,
+                1.0 - float(depth) / (width if side < 2 else height),
+            )
+    return best
 
 
 def lesion(rgb: np.ndarray, fov: np.ndarray) -> Lesion:
-    """Segment the lesion by Otsu's threshold on illumination-flattened lightness in the field.
+    """Segment the lesion by Otsu's threshold on its colour distance from the skin in the field.
 
-    The dark component with the most contrast (area times darkness) is taken as the lesion; hairs
-    and pores are too thin to survive the morphological opening at this scale.
+    The component with the most contrast (area times colour distance) is taken as the lesion;
+    hairs and pores are too thin to survive the morphological opening at this scale.
     """
     _, lab, small_fov = _small_views(rgb, fov)
     if not small_fov.all():
@@ -215,7 +286,7 @@ def lesion(rgb: np.ndarray, fov: np.ndarray) -> Lesion:
     values = likeness[small_fov]
     high = float(values.max())
     if high < 1e-3:
-        return Lesion(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return _NO_LESION
     scaled = likeness * (255.0 / high)
     codes = np.clip(scaled[small_fov], 0, 255).astype(np.uint8).reshape(-1, 1)
     threshold, _ = cv2.threshold(codes, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -225,7 +296,7 @@ def lesion(rgb: np.ndarray, fov: np.ndarray) -> Lesion:
     candidate = cv2.morphologyEx(candidate, cv2.MORPH_CLOSE, kernel)
     count, labels, _, centroids = cv2.connectedComponentsWithStats(candidate, connectivity=8)
     if count <= 1:
-        return Lesion(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return _NO_LESION
     mass = [float(likeness[labels == i].sum()) for i in range(1, count)]
     best = 1 + int(np.argmax(mass))
     mask = labels == best
@@ -233,36 +304,21 @@ def lesion(rgb: np.ndarray, fov: np.ndarray) -> Lesion:
     skin = small_fov & ~ring & (candidate == 0)
     if skin.sum() < 16:
         skin = small_fov & ~mask
-    contrast = float(np.median(likeness[mask]) - np.median(likeness[skin])) if skin.any() else 0.0
+    skin_level = float(np.median(likeness[skin])) if skin.any() else 0.0
+    contrast = float(np.median(likeness[mask]) - skin_level) if skin.any() else 0.0
 
     cx, cy = centroids[best]
     offset = max(abs(cx - (width - 1) / 2) / (width / 2), abs(cy - (height - 1) / 2) / (height / 2))
-
-    band = _rim_band(small_fov)
-    contact = band & mask
-    border_contact = float(contact.sum() / max(band.sum(), 1))
-    asymmetry = 0.0
-    if contact.any():
-        rows, cols = np.nonzero(contact)
-        vx, vy = cols - (width - 1) / 2, rows - (height - 1) / 2
-        norm = np.maximum(np.hypot(vx, vy), 1e-6)
-        asymmetry = float(np.hypot((vx / norm).mean(), (vy / norm).mean()))
-    # The outline of the lesion as seen in the frame: pixels of the mask with a neighbour outside
-    # it, counting beyond the frame as outside; the part of it on the photo's edge is where the
-    # frame, not the lesion's border, ends the lesion. A dermatoscope's round rim is not counted:
-    # its field is what the device shows, and lesions often reach it in accepted photos.
-    padded = np.pad(mask.astype(np.uint8), 1)
-    outline = mask & ~cv2.erode(padded, np.ones((3, 3), np.uint8))[1:-1, 1:-1].astype(bool)
-    outer = np.zeros_like(mask)
-    outer[:2, :] = outer[-2:, :] = True
-    outer[:, :2] = outer[:, -2:] = True
-    outer &= small_fov
-    cut_fraction = float((outline & outer).sum() / max(outline.sum(), 1))
+    cut_side, edge_run, edge_contrast, lost, margin = _frame_cut(
+        mask, likeness, small_fov, skin_level
+    )
     return Lesion(
-        cut_fraction=cut_fraction,
         contrast=contrast,
         area_fraction=float(mask.sum() / max(small_fov.sum(), 1)),
         offset=float(offset),
-        border_contact=border_contact,
-        contact_asymmetry=asymmetry,
+        cut_side=cut_side,
+        edge_run=edge_run,
+        edge_contrast=edge_contrast,
+        lost_fraction=lost,
+        opposite_margin=margin,
     )

@@ -27,6 +27,7 @@ from pipeline.quality import (
     assess_image,
     message,
 )
+from pipeline.quality_content import _lost_fraction
 from pipeline.quality_messages import MESSAGES
 
 
@@ -198,7 +199,19 @@ def test_dermatoscope_black_border_is_not_underexposure(derm_rgbs: list[np.ndarr
 
 def test_bright_photo_is_overexposed(derm_rgbs: list[np.ndarray]) -> None:
     assert _flag_rate(derm_rgbs, "overexposed") <= 0.05
-    assert _flag_rate(derm_rgbs, "overexposed", synthetic.exposure_shift, 2.5) >= 0.9
+    assert _flag_rate(derm_rgbs, "overexposed", synthetic.exposure_shift, 2.0) >= 0.95
+
+
+def test_red_skin_burnt_in_its_red_channel_is_overexposed_though_not_white() -> None:
+    scene = skin_scene(640, 480)
+    burnt = scene.copy()
+    burnt[..., 0] = 255  # red clipped everywhere; green and blue keep the picture's detail
+
+    good, bad = _assess_jpeg(scene), _assess_jpeg(burnt)
+
+    assert "overexposed" not in good.codes and good.metrics["clipped_fraction"] < 0.1
+    assert bad.metrics["white_fraction"] < 0.2 and bad.metrics["exposure_ev"] < 1.0
+    assert "overexposed" in bad.codes and bad.metrics["clipped_fraction"] > 0.9
 
 
 def test_small_image_has_low_resolution(derm_rgbs: list[np.ndarray]) -> None:
@@ -249,17 +262,62 @@ def test_lesion_too_small_in_the_frame_is_a_framing_problem() -> None:
     assert "framing" in _assess_jpeg(far_away).codes
 
 
-def test_real_lesions_cut_in_half_by_the_frame_are_often_flagged(
+def test_share_of_a_lesion_beyond_the_frame_is_estimated_from_its_visible_chord_and_depth() -> None:
+    assert _lost_fraction(chord=2.0, depth=1.0) == pytest.approx(0.5)  # cut through the middle
+    assert _lost_fraction(chord=0.0, depth=1.0) == 0.0  # does not reach the edge
+    assert _lost_fraction(chord=0.2, depth=2.0) < 0.01  # a whole lesion grazing the edge
+    assert _lost_fraction(chord=2.0, depth=0.5) > 0.5  # its centre is beyond the frame
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_real_lesion_cut_by_the_frame_is_flagged_and_the_same_lesion_whole_is_not(
+    dataset_dir: Path, side: str
+) -> None:
+    # A naevus in the middle of a derm-dev photo. The cut version is the square window, half the
+    # photo wide, whose left (or right) edge runs through the lesion's centre, shown at full size.
+    rgb = _rgb(dataset_dir / "images" / "ISIC_0024396.jpg")
+    height, width = rgb.shape[:2]
+    window = width // 2
+    lx, ly = synthetic.lesion_centre(rgb)
+    x0 = round(lx) if side == "left" else round(lx) - window
+    y0 = int(np.clip(round(ly - window / 2), 0, height - window))
+    assert 0 <= x0 <= width - window
+    crop = rgb[y0 : y0 + window, x0 : x0 + window]
+    cut = cv2.resize(crop, (width, height), interpolation=cv2.INTER_CUBIC)
+
+    whole, halved = _assess_jpeg(rgb), _assess_jpeg(cut)
+
+    assert whole.acceptable, whole.codes
+    assert whole.metrics["lesion_lost_fraction"] < 0.05
+    assert halved.codes == ("framing",)
+    assert halved.metrics["lesion_cut_side"] == (0 if side == "left" else 1)
+    assert 0.25 <= halved.metrics["lesion_lost_fraction"] <= 0.75
+
+
+def test_a_lesion_reaching_a_dermatoscope_round_rim_is_not_cut_off() -> None:
+    # A large lesion whose border runs under the black surround of the device's window: the rim
+    # is what the dermatoscope shows, not the photo's frame.
+    scene = skin_scene(640, 480, lesion_radius=0.45)
+    ringed = synthetic.dermatoscope_vignette(scene, 0.7, np.random.default_rng(0))
+
+    result = _assess_jpeg(ringed)
+
+    assert result.metrics["vignette_fraction"] > 0.1
+    assert result.metrics["lesion_contrast"] >= 8  # a lesion distinct enough to be judged
+    assert "framing" not in result.codes, result.metrics
+
+
+def test_real_lesions_cut_in_half_by_the_frame_are_mostly_flagged(
     derm_rgbs: list[np.ndarray],
 ) -> None:
-    # A known limit (docs/quality.md): on real dermoscopy, where lesions are large and their
-    # borders faint, only about half the lesions cut in half by a crop are recognised as such.
+    # On real dermoscopy about 9 in 10 lesions cut through the middle are recognised; the rest
+    # are too faint, or larger than the frame (docs/quality.md, Known limits).
     untouched = _flag_rate(derm_rgbs, "framing")
     cut = _flag_rate(derm_rgbs, "framing", synthetic.off_centre_crop, 0.0)
 
     assert untouched <= 0.1
-    assert cut >= 0.35
-    assert cut >= 4 * untouched
+    assert cut >= 0.65
+    assert cut >= 5 * untouched
 
 
 def test_specular_glare_is_flagged(derm_rgbs: list[np.ndarray]) -> None:
