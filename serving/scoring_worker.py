@@ -342,18 +342,8 @@ class ScoringWorker:
                 job.photos, predictions, overlays, strict=True
             ):
                 session.add(
-                    Score(
-                        case=case,
-                        photo_id=photo_id,
-                        photo_position=position,
-                        model_version=prediction.model_version,
-                        p_malignant=float(prediction.p_malignant),
-                        uncertainty=float(prediction.uncertainty),
-                        predicted_class=prediction.predicted_class,
-                        probabilities={k: float(v) for k, v in prediction.probabilities.items()},
-                        saliency_sha256=overlay,
-                        superseded=False,
-                        created_at=now,
+                    Score.from_prediction(
+                        case, photo_id, position, prediction, now=now, saliency_sha256=overlay
                     )
                 )
             case.scoring_state = ScoringState.done.value

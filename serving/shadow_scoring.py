@@ -180,19 +180,8 @@ class ShadowScorer:
                     old.superseded = True
             for (photo_id, position, _), prediction in zip(photos, predictions, strict=True):
                 session.add(
-                    Score(
-                        case=case,
-                        photo_id=photo_id,
-                        photo_position=position,
-                        model_version=prediction.model_version,
-                        p_malignant=float(prediction.p_malignant),
-                        uncertainty=float(prediction.uncertainty),
-                        predicted_class=prediction.predicted_class,
-                        probabilities={k: float(v) for k, v in prediction.probabilities.items()},
-                        saliency_sha256=None,
-                        superseded=False,
-                        created_at=now,
-                        role=SCORE_ROLE_SHADOW,
+                    Score.from_prediction(
+                        case, photo_id, position, prediction, now=now, role=SCORE_ROLE_SHADOW
                     )
                 )
             audit.record(

@@ -13,7 +13,7 @@ The schema is created and changed only by the Alembic migrations in ``serving/db
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -31,6 +31,9 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+if TYPE_CHECKING:
+    from models.predictor import Prediction
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -196,6 +199,34 @@ class Score(Base):
     )
 
     case: Mapped[Case] = relationship(back_populates="scores")
+
+    @classmethod
+    def from_prediction(
+        cls,
+        case: Case,
+        photo_id: int,
+        position: int,
+        prediction: Prediction,
+        *,
+        now: datetime,
+        role: str = SCORE_ROLE_CHAMPION,
+        saliency_sha256: str | None = None,
+    ) -> Score:
+        """The row of one photo's prediction: the champion's and a shadow's are stored alike."""
+        return cls(
+            case=case,
+            photo_id=photo_id,
+            photo_position=position,
+            model_version=prediction.model_version,
+            p_malignant=float(prediction.p_malignant),
+            uncertainty=float(prediction.uncertainty),
+            predicted_class=prediction.predicted_class,
+            probabilities={k: float(v) for k, v in prediction.probabilities.items()},
+            saliency_sha256=saliency_sha256,
+            superseded=False,
+            created_at=now,
+            role=role,
+        )
 
 
 class Message(Base):
