@@ -147,6 +147,12 @@ class Thresholds:
     #: delta E (clearly visible side by side; fainter regions are often uneven skin or shading),
     #: so that a shading or a faint fringe reaching the edge is not taken for a cut lesion.
     lesion_cut_min_contrast: float = 8.0
+    #: ... and provided the cut region is the photo's main lesion: no whole lesion elsewhere in
+    #: the frame stands out from its own surroundings more than this many times as clearly
+    #: (``lesion_rival_distinctness`` against ``lesion_distinctness``). A darker corner or a
+    #: lens edge fades gradually and is barely distinct from what surrounds it; the small
+    #: central lesion the photographer aimed at has a border.
+    lesion_rival_ratio: float = 1.5
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -258,6 +264,7 @@ def _badly_framed(m: dict[str, float], t: Thresholds) -> bool:
         and m["lesion_opposite_margin"] >= t.lesion_cut_min_margin
         and m["lesion_contrast"] >= t.lesion_cut_min_contrast
         and m["lesion_edge_contrast"] >= t.lesion_cut_min_contrast
+        and m["lesion_rival_distinctness"] <= t.lesion_rival_ratio * m["lesion_distinctness"]
     )
     misplaced = m["lesion_contrast"] >= t.lesion_min_contrast and (
         m["lesion_area_fraction"] < t.lesion_min_area or m["lesion_offset"] > t.lesion_max_offset

@@ -158,6 +158,11 @@ class Lesion:
     through its middle; see :func:`_lost_fraction`); ``opposite_margin``, the share of the frame
     between the lesion and the opposite side (0 when the lesion spans the frame, as in a
     close-up). A dermatoscope's round rim is not a side.
+
+    Whether the region is the photo's lesion at all (see :func:`_distinctness`):
+    ``distinctness``, how much more it differs from the skin than the ring right around it
+    (delta E; high for a lesion with a border, low for shading that fades out), and
+    ``rival_distinctness``, the same for the clearest other region wholly inside the frame.
     """
 
     contrast: float
@@ -168,6 +173,8 @@ class Lesion:
     edge_contrast: float = 0.0
     lost_fraction: float = 0.0
     opposite_margin: float = 0.0
+    distinctness: float = 0.0
+    rival_distinctness: float = 0.0
 
 
 _NO_LESION = Lesion(contrast=0.0, area_fraction=0.0, offset=0.0)
@@ -271,6 +278,54 @@ def _frame_cut(
     return best
 
 
+#: A region smaller than this share of the field (a hair crossing, a pore, a speck) is never
+#: a rival to the lesion: see :func:`_distinctness`.
+RIVAL_MIN_AREA = 0.005
+
+
+def _distinctness(
+    labels: np.ndarray,
+    count: int,
+    best: int,
+    likeness: np.ndarray,
+    field: np.ndarray,
+    kernel: np.ndarray,
+) -> tuple[float, float]:
+    """``(distinctness, rival_distinctness)``: how clearly the lesion stands out from what lies
+    right around it, and the same for the clearest *other* candidate region lying wholly inside
+    the frame (not reaching any side), at least :data:`RIVAL_MIN_AREA` of the field (0 if none).
+
+    Distinctness is the median colour distance from the skin inside the region minus the median
+    in a ring about 6 px (small copy) wide around it. A lesion has a border: its surroundings
+    are skin. Shading (a darker corner, the edge of a dermatoscope's lens or spacer) fades
+    gradually, so the region Otsu cuts out of it is barely darker than its own surroundings,
+    however large it is. When a whole lesion elsewhere stands out more, that one is what the
+    photo shows, and the large region at the edge is not a lesion cut off by the frame.
+    """
+    height, width = labels.shape
+    field_size = max(int(field.sum()), 1)
+    values = [0.0] * count
+    whole = [False] * count
+    big = [False] * count
+    for i in range(1, count):
+        region = labels == i
+        ring = cv2.dilate(region.astype(np.uint8), kernel, iterations=3).astype(bool)
+        ring &= field & ~region
+        inside = float(np.median(likeness[region]))
+        values[i] = inside - float(np.median(likeness[ring])) if ring.any() else 0.0
+        rows, cols = np.nonzero(region)
+        band = EDGE_BAND_PX
+        whole[i] = bool(
+            rows.min() >= band
+            and cols.min() >= band
+            and rows.max() < height - band
+            and cols.max() < width - band
+        )
+        big[i] = rows.size >= RIVAL_MIN_AREA * field_size
+    rivals = [values[i] for i in range(1, count) if i != best and whole[i] and big[i]]
+    return values[best], max(rivals, default=0.0)
+
+
 def lesion(rgb: np.ndarray, fov: np.ndarray) -> Lesion:
     """Segment the lesion by Otsu's threshold on its colour distance from the skin in the field.
 
@@ -300,6 +355,7 @@ def lesion(rgb: np.ndarray, fov: np.ndarray) -> Lesion:
     mass = [float(likeness[labels == i].sum()) for i in range(1, count)]
     best = 1 + int(np.argmax(mass))
     mask = labels == best
+    distinctness, rival = _distinctness(labels, count, best, likeness, small_fov, kernel)
     ring = cv2.dilate(mask.astype(np.uint8), kernel, iterations=2).astype(bool)
     skin = small_fov & ~ring & (candidate == 0)
     if skin.sum() < 16:
@@ -321,4 +377,6 @@ def lesion(rgb: np.ndarray, fov: np.ndarray) -> Lesion:
         edge_contrast=edge_contrast,
         lost_fraction=lost,
         opposite_margin=margin,
+        distinctness=distinctness,
+        rival_distinctness=rival,
     )

@@ -307,6 +307,42 @@ def test_a_lesion_reaching_a_dermatoscope_round_rim_is_not_cut_off() -> None:
     assert "framing" not in result.codes, result.metrics
 
 
+@pytest.mark.parametrize(
+    "image_id",
+    [
+        "ISIC_0031789",  # a darker lower-left corner, small naevus in the middle
+        "ISIC_0032139",  # a darker lower-right corner, purple lesion in the middle
+        "ISIC_0029792",  # the edge of the dermatoscope's lens across the left side, a dot centred
+    ],
+)
+def test_shading_at_the_edge_of_a_real_photo_is_not_taken_for_a_cut_lesion(
+    dataset_dir: Path, image_id: str
+) -> None:
+    # Otsu's threshold cuts out the large dark shading at the edge, which outweighs the small
+    # lesion the photographer centred; but the shading fades into what surrounds it while the
+    # whole lesion in the middle has a border, so the cut region is not the photo's lesion.
+    result = _assess_jpeg(_rgb(dataset_dir / "images" / f"{image_id}.jpg"))
+
+    m = result.metrics
+    assert m["lesion_lost_fraction"] >= 0.1  # the shading does reach the edge
+    assert m["lesion_rival_distinctness"] > 1.5 * m["lesion_distinctness"]
+    assert "framing" not in result.codes, m
+
+
+def test_a_lesion_cut_by_the_frame_is_flagged_even_with_a_smaller_one_whole_beside_it() -> None:
+    # A second, smaller lesion wholly in view does not excuse the cut one: it stands out no
+    # more clearly than the lesion at the edge.
+    scene = skin_scene(640, 480, lesion_at=(0.97, 0.5), lesion_radius=0.2)
+    other = skin_scene(640, 480, lesion_at=(0.3, 0.5), lesion_radius=0.06, seed=1)
+    mask = np.zeros(scene.shape[:2], np.uint8)
+    cv2.circle(mask, (round(0.3 * 640), 240), round(0.08 * 480), 1, -1)
+    scene = np.where(mask[..., None].astype(bool), other, scene)
+
+    result = _assess_jpeg(scene)
+
+    assert "framing" in result.codes, result.metrics
+
+
 def test_real_lesions_cut_in_half_by_the_frame_are_mostly_flagged(
     derm_rgbs: list[np.ndarray],
 ) -> None:
