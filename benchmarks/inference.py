@@ -197,7 +197,7 @@ def main() -> None:
             predictor,
             EngineConfig(max_batch_size=size, device=str(device), compile=args.compile),
         )
-        engine.predict_bytes([images[0].read_bytes()])  # warm-up at this batch size
+        engine.predict_bytes([p.read_bytes() for p in images[:size]])  # warm-up, this batch
         rows.append(timed(f"bulk b{size}", lambda e=engine: bulk(images, e), device, args.repeats))
         engine.close()
     if device.type == "cpu":  # what the CPU forward chunks buy: the largest batch, unsplit
@@ -205,7 +205,7 @@ def main() -> None:
         engine = InferenceEngine(
             predictor, EngineConfig(max_batch_size=size, device="cpu", cpu_forward_batch=0)
         )
-        engine.predict_bytes([images[0].read_bytes()])
+        engine.predict_bytes([p.read_bytes() for p in images[:size]])
         rows.append(
             timed(f"bulk b{size} 1fwd", lambda e=engine: bulk(images, e), device, args.repeats)
         )

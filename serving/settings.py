@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     inference_batch_size: int = Field(default=32, gt=0)
     inference_max_wait_ms: float = Field(default=10.0, ge=0)
     inference_cpu_forward_batch: int = Field(
-        default=8, ge=0, description="CPU only: photos per forward pass (0: the whole batch)"
+        default=4, ge=0, description="CPU only: photos per forward pass (0: the whole batch)"
     )
     torch_threads: int = Field(default=0, ge=0, description="0 means torch's own choice.")
     inference_device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -90,6 +90,18 @@ def test_concurrent_live_requests_share_forward_passes(
     assert engine.batches_run - batches_before < len(blobs)  # some requests were batched together
 
 
+def test_a_lone_request_on_a_quiet_engine_does_not_wait_for_company(
+    predictor: Predictor, derm_images: list[Path]
+) -> None:
+    """A minute of max_wait would hold it a minute if the engine waited for a batch to fill."""
+    engine = InferenceEngine(predictor, EngineConfig(max_batch_size=8, max_wait_ms=60_000))
+    try:
+        result = engine.submit(derm_images[0].read_bytes()).result(timeout=20)
+        assert result.model_version == "test-model/1"
+    finally:
+        engine.close()
+
+
 def test_an_undecodable_file_fails_alone(engine: InferenceEngine, derm_images: list[Path]) -> None:
     results = engine.predict_bytes([derm_images[0].read_bytes(), b"not an image at all"])
     assert results[0].p_malignant >= 0
