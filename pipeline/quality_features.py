@@ -166,25 +166,52 @@ def exposure(rgb: np.ndarray, y: np.ndarray, fov: np.ndarray) -> Exposure:
 class Sharpness:
     """Estimated blur, as the Gaussian sigma (in working pixels) an ideal edge would need to look
     like this photo's edges: ``blur_px`` averaged over directions, ``blur_max_px`` in the worst
-    direction (motion smears one direction only), and their difference ``blur_anisotropy_px``."""
+    direction (motion smears one direction only), and their difference ``blur_anisotropy_px``.
+
+    They are measured only in the regions with enough structure to judge focus (``blur_judged_
+    fraction`` of the field's interior), each region counting equally; when fewer than
+    :data:`MIN_JUDGED_FRACTION` have, on the whole interior at once."""
 
     blur_px: float
     blur_max_px: float
     blur_anisotropy_px: float
     edge_strength: float
+    blur_judged_fraction: float
 
 
 _SIGMA_FINE = 1.0
 _SIGMA_COARSE = 2.0
 _ANGLES = np.linspace(0.0, math.pi, 12, endpoint=False)
+#: Sharpness is judged region by region on a grid this many regions along the long side (14 px
+#: regions on a 224 px crop, 48 px at the working size of a phone photo).
+SHARPNESS_GRID = 16
+#: A region is judged only if its RMS luma gradient (after the fine smoothing) is at least this,
+#: in full-scale units per working pixel: above a phone's grain (sigma 4 code values gives about
+#: 0.003) and JPEG noise, so the region holds edges or texture whose width can be read. Smooth
+#: skin or the smooth inside of a lesion has none: its few gradients are soft shading, not focus.
+MIN_REGION_GRADIENT = 0.004
+#: Fewer judged regions than this share of the interior: judge the whole interior at once (a
+#: strongly blurred photo has lost most of its structure, and must still read as blurred).
+MIN_JUDGED_FRACTION = 0.1
 
 
-def _gradient_tensor(y: np.ndarray, sigma: float, mask: np.ndarray) -> np.ndarray:
-    """Mean structure tensor ``(<gx^2>, <gx gy>, <gy^2>)`` of ``y`` smoothed by ``sigma``."""
+def _gradient_products(y: np.ndarray, sigma: float, weight: np.ndarray) -> list[np.ndarray]:
+    """Per-pixel structure tensor ``(gx^2, gx gy, gy^2)`` of ``y`` smoothed by ``sigma``, times
+    ``weight`` (1 inside the measured mask, 0 outside)."""
     smooth = cv2.GaussianBlur(y, (0, 0), sigma)
-    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)[mask]
-    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)[mask]
-    return np.array([np.mean(gx * gx), np.mean(gx * gy), np.mean(gy * gy)], dtype=np.float64)
+    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
+    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1, ksize=3, scale=0.125)
+    gxw, gyw = gx * weight, gy * weight
+    return [gxw * gx, gxw * gy, gyw * gy]
+
+
+def _regions(image: np.ndarray) -> np.ndarray:
+    """Mean of ``image`` over each cell of the :data:`SHARPNESS_GRID` grid."""
+    height, width = image.shape
+    long_cells = SHARPNESS_GRID
+    short_cells = max(1, round(SHARPNESS_GRID * min(height, width) / max(height, width)))
+    size = (long_cells, short_cells) if width >= height else (short_cells, long_cells)
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _blur_from_ratio(ratio: np.ndarray) -> np.ndarray:
@@ -200,16 +227,41 @@ def _blur_from_ratio(ratio: np.ndarray) -> np.ndarray:
 
 
 def sharpness(y: np.ndarray, fov: np.ndarray) -> Sharpness:
-    """Focus and motion blur, independent of contrast and measured where the picture is.
+    """Focus and motion blur, independent of contrast and measured where there is structure.
 
     Gradients are taken after smoothing at two scales; how much energy the coarser smoothing
     removes says how sharp the edges were, per direction (from the 2x2 structure tensor, so any
     motion angle is covered). Pixels near the frame and the vignette's rim are left out: that rim
     is a hard edge whatever the focus.
+
+    The tensors are summed over the regions of a grid that hold structure (RMS gradient at least
+    :data:`MIN_REGION_GRADIENT`), each normalised by its own energy so every such region weighs
+    the same. Summed over the whole frame by energy, as before 2026-12-01, a large lesion's
+    border, high in contrast but naturally gradual, outweighed all the fine texture around it and
+    a sharp photo of a smooth lesion on smooth skin read as blurred. Real blur widens every edge,
+    so it still shows in every region that has one.
     """
     mask = interior(fov, math.ceil(3 * _SIGMA_COARSE) + 2)
-    fine = _gradient_tensor(y, _SIGMA_FINE, mask)
-    coarse = _gradient_tensor(y, _SIGMA_COARSE, mask)
+    weight = mask.astype(np.float32)
+    fine_maps = _gradient_products(y, _SIGMA_FINE, weight)
+    coarse_maps = _gradient_products(y, _SIGMA_COARSE, weight)
+    total = float(weight.sum())
+    fine = np.array([float(m.sum()) / total for m in fine_maps])
+    coarse = np.array([float(m.sum()) / total for m in coarse_maps])
+    edge_strength = math.sqrt(max(fine[0] + fine[2], 0.0))
+
+    coverage = _regions(weight)
+    inside = coverage > 0.9  # regions almost wholly in the measured mask
+    fine_cells = np.stack([_regions(m)[inside] for m in fine_maps]) / coverage[inside]
+    coarse_cells = np.stack([_regions(m)[inside] for m in coarse_maps]) / coverage[inside]
+    energy = fine_cells[0] + fine_cells[2]
+    judged = energy >= MIN_REGION_GRADIENT**2
+    judged_fraction = float(judged.mean()) if judged.size else 0.0
+    if judged_fraction >= MIN_JUDGED_FRACTION:
+        scale = 1.0 / energy[judged]
+        fine = fine_cells[:, judged] @ scale
+        coarse = coarse_cells[:, judged] @ scale
+
     cos, sin = np.cos(_ANGLES), np.sin(_ANGLES)
     e_fine = fine[0] * cos**2 + 2 * fine[1] * cos * sin + fine[2] * sin**2
     e_coarse = coarse[0] * cos**2 + 2 * coarse[1] * cos * sin + coarse[2] * sin**2
@@ -221,7 +273,8 @@ def sharpness(y: np.ndarray, fov: np.ndarray) -> Sharpness:
         blur_px=float(overall[0]),
         blur_max_px=float(blur.max()),
         blur_anisotropy_px=float(blur.max() - blur.min()),
-        edge_strength=float(math.sqrt(max(fine[0] + fine[2], 0.0))),
+        edge_strength=edge_strength,
+        blur_judged_fraction=judged_fraction,
     )
 
 

@@ -168,6 +168,38 @@ def test_motion_blur_is_flagged(derm_rgbs: list[np.ndarray]) -> None:
     assert _flag_rate(derm_rgbs, "blur", synthetic.motion_blur, 0.08) >= 0.9
 
 
+#: Sharp derm-dev photos of large, smooth lesions on smooth skin that the whole-frame estimate
+#: (before 2026-12-01) called blurred: the lesion's soft natural border outweighed the fine
+#: texture (ISIC_0034215: blur_px 3.35; ISIC_0029117: anisotropy 1.14, from a few hairs).
+_SHARP_SMOOTH_LESIONS = ("ISIC_0034215", "ISIC_0029117")
+
+
+@pytest.mark.parametrize("image_id", _SHARP_SMOOTH_LESIONS)
+def test_a_sharp_photo_of_a_smooth_lesion_is_not_blurred_but_the_same_photo_blurred_is(
+    dataset_dir: Path, image_id: str
+) -> None:
+    rgb = _rgb(dataset_dir / "images" / f"{image_id}.jpg")
+    sharp = _assess_jpeg(rgb)
+    assert "blur" not in sharp.codes, sharp.metrics
+    # Judged where the photo has structure, not on its soft lesion border alone.
+    assert 0.1 <= sharp.metrics["blur_judged_fraction"] <= 1.0
+    rng = np.random.default_rng(5)
+    for defect, strength in ((synthetic.gaussian_blur, 0.012), (synthetic.motion_blur, 0.06)):
+        blurred = _assess_jpeg(defect(rgb, strength, rng))
+        assert "blur" in blurred.codes, (defect.__name__, blurred.metrics)
+
+
+def test_a_strongly_blurred_photo_with_no_structure_left_is_still_blurred(
+    derm_rgbs: list[np.ndarray],
+) -> None:
+    # Blur of 4 % of the frame leaves almost no region with structure to judge: the whole
+    # interior is then judged at once, and the photo must not pass for want of evidence.
+    rng = np.random.default_rng(2)
+    for rgb in derm_rgbs[:5]:
+        result = _assess_jpeg(synthetic.gaussian_blur(rgb, 0.04, rng))
+        assert "blur" in result.codes or "not_skin" in result.codes, result.metrics
+
+
 def test_blur_is_judged_relative_to_the_frame_from_small_crops_to_12_mp() -> None:
     scene = skin_scene(WORKING_SIDE, WORKING_SIDE * 3 // 4, seed=3)
     # Blur of 1.5 % of the frame, applied before resizing (the same as after, and far cheaper
