@@ -78,6 +78,15 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition("colour cast", "gain 1.3", "colour_cast", synthetic.colour_cast, 1.3),
     Condition("colour cast", "gain 1.6", "colour_cast", synthetic.colour_cast, 1.6),
     Condition("colour cast", "gain 2.0", "colour_cast", synthetic.colour_cast, 2.0, True),
+    # Listed last so that every row above keeps the random draws (seed + row index) it had before
+    # these rows were added on 2026-12-01: earlier tables stay reproducible.
+    Condition("focus blur + noise", "sigma 0.8 %", "blur", synthetic.noisy_gaussian_blur, 0.008),
+    Condition(
+        "focus blur + noise", "sigma 1.2 %", "blur", synthetic.noisy_gaussian_blur, 0.012, True
+    ),
+    Condition("focus blur + noise", "sigma 2 %", "blur", synthetic.noisy_gaussian_blur, 0.02, True),
+    Condition("motion blur + noise", "length 4 %", "blur", synthetic.noisy_motion_blur, 0.04),
+    Condition("motion blur + noise", "length 6 %", "blur", synthetic.noisy_motion_blur, 0.06, True),
 )
 
 

@@ -177,6 +177,23 @@ def sensor_noise(rgb: np.ndarray, sigma: float, rng: np.random.Generator) -> np.
     return np.clip(noisy + 0.5, 0, 255).astype(np.uint8)
 
 
+#: Grain of a phone's sensor in code values (0-255), as in the "sensor noise" good-photo variant.
+PHONE_GRAIN_SIGMA = 4.0
+
+
+def noisy_gaussian_blur(rgb: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A real out-of-focus photo: :func:`gaussian_blur`, then the sensor's grain
+    (:func:`sensor_noise`, sigma :data:`PHONE_GRAIN_SIGMA`). The optics blur the scene; the grain
+    is added afterwards, by the sensor, so it stays sharp whatever the focus."""
+    return sensor_noise(gaussian_blur(rgb, fraction, rng), PHONE_GRAIN_SIGMA, rng)
+
+
+def noisy_motion_blur(rgb: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """A real shaken photo: :func:`motion_blur`, then the sensor's grain (as
+    :func:`noisy_gaussian_blur`)."""
+    return sensor_noise(motion_blur(rgb, fraction, rng), PHONE_GRAIN_SIGMA, rng)
+
+
 # --- pictures that are not skin ------------------------------------------------------------
 
 _WORDS = [

@@ -212,6 +212,20 @@ def test_blur_is_judged_relative_to_the_frame_from_small_crops_to_12_mp() -> Non
         assert "blur" in _assess_jpeg(blurred_photo).codes, size
 
 
+@pytest.mark.parametrize("defect", ["noisy_gaussian_blur", "noisy_motion_blur"])
+def test_the_benchmarks_realistic_blur_adds_the_sensors_grain_after_the_blur(
+    derm_rgbs: list[np.ndarray], defect: str
+) -> None:
+    # A real out-of-focus phone photo: the optics blur the scene, the sensor then adds its grain,
+    # which stays sharp. The benchmark row "focus/motion blur + noise" must look like that.
+    rgb = derm_rgbs[0]
+    plain = getattr(synthetic, defect.removeprefix("noisy_"))(rgb, 0.012, np.random.default_rng(4))
+    noisy = getattr(synthetic, defect)(rgb, 0.012, np.random.default_rng(4))
+    grain = noisy.astype(np.float32) - plain.astype(np.float32)
+    assert abs(float(grain.std()) - synthetic.PHONE_GRAIN_SIGMA) < 0.3
+    assert abs(float(grain.mean())) < 0.3
+
+
 def test_dark_photo_is_underexposed(derm_rgbs: list[np.ndarray]) -> None:
     assert _flag_rate(derm_rgbs, "underexposed") == 0
     assert _flag_rate(derm_rgbs, "underexposed", synthetic.exposure_shift, -3.0) >= 0.9
