@@ -226,6 +226,35 @@ def test_the_benchmarks_realistic_blur_adds_the_sensors_grain_after_the_blur(
     assert abs(float(grain.mean())) < 0.3
 
 
+def test_a_sharp_photo_with_a_phones_grain_is_not_blurred(derm_rgbs: list[np.ndarray]) -> None:
+    # The grain alone (sigma 4 code values, the benchmark's "sensor noise") is no reason to retake.
+    rng = np.random.default_rng(11)
+    for rgb in derm_rgbs:
+        grained = synthetic.sensor_noise(rgb, synthetic.PHONE_GRAIN_SIGMA, rng)
+        result = _assess_jpeg(grained)
+        assert "blur" not in result.codes, result.metrics
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap (docs/quality.md, Known limits): the sensor's grain, added after the blur, "
+    "reads as fine sharp structure: 8 (focus) and 10 (motion) of these 20 photos are caught",
+)
+@pytest.mark.parametrize(
+    ("defect", "strength"),
+    [("noisy_gaussian_blur", 0.012), ("noisy_motion_blur", 0.06)],
+)
+def test_a_real_photo_blurred_at_the_reject_strength_then_grained_is_blurred(
+    derm_rgbs: list[np.ndarray], defect: str, strength: float
+) -> None:
+    # The specification the blur check does not meet yet: a real out-of-focus or shaken phone
+    # photo (focus 1.2 % or motion 6 % of the frame, then the sensor's grain) must be flagged as
+    # often as the same blur without grain (>= 95 % in the benchmark; 90 % here, on 20 photos).
+    # The same photos with the grain only are not blurred (the test above). Strict: the day the
+    # check meets it, this test fails and the xfail must go.
+    assert _flag_rate(derm_rgbs, "blur", getattr(synthetic, defect), strength) >= 0.9
+
+
 def test_dark_photo_is_underexposed(derm_rgbs: list[np.ndarray]) -> None:
     assert _flag_rate(derm_rgbs, "underexposed") == 0
     assert _flag_rate(derm_rgbs, "underexposed", synthetic.exposure_shift, -3.0) >= 0.9
