@@ -304,26 +304,28 @@ def _distinctness(
     """
     height, width = labels.shape
     field_size = max(int(field.sum()), 1)
-    values = [0.0] * count
-    whole = [False] * count
-    big = [False] * count
+    band = EDGE_BAND_PX
+    own, rivals = 0.0, []
     for i in range(1, count):
         region = labels == i
-        ring = cv2.dilate(region.astype(np.uint8), kernel, iterations=3).astype(bool)
-        ring &= field & ~region
-        inside = float(np.median(likeness[region]))
-        values[i] = inside - float(np.median(likeness[ring])) if ring.any() else 0.0
         rows, cols = np.nonzero(region)
-        band = EDGE_BAND_PX
-        whole[i] = bool(
+        whole = bool(
             rows.min() >= band
             and cols.min() >= band
             and rows.max() < height - band
             and cols.max() < width - band
         )
-        big[i] = rows.size >= RIVAL_MIN_AREA * field_size
-    rivals = [values[i] for i in range(1, count) if i != best and whole[i] and big[i]]
-    return values[best], max(rivals, default=0.0)
+        if i != best and not (whole and rows.size >= RIVAL_MIN_AREA * field_size):
+            continue  # neither the lesion nor a rival: its ring need not be measured
+        ring = cv2.dilate(region.astype(np.uint8), kernel, iterations=3).astype(bool)
+        ring &= field & ~region
+        inside = float(np.median(likeness[region]))
+        value = inside - float(np.median(likeness[ring])) if ring.any() else 0.0
+        if i == best:
+            own = value
+        else:
+            rivals.append(value)
+    return own, max(rivals, default=0.0)
 
 
 def lesion(rgb: np.ndarray, fov: np.ndarray) -> Lesion:
