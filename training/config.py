@@ -27,6 +27,13 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(default=1e-4, ge=0)
     warmup_epochs: float = Field(default=1.0, ge=0)
     drop_rate: float = Field(default=0.2, ge=0, lt=1)
+    ema_decay: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="keep an exponential moving average of the weights (0: off); validated, "
+        "selected and shipped in place of the raw weights",
+    )
     class_weight_power: float = Field(
         default=0.5, ge=0, le=1, description="loss weight = (1 / class frequency) ** power"
     )

@@ -19,6 +19,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from timm.utils import ModelEmaV3
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -116,6 +117,11 @@ def class_loss_weights(counts: np.ndarray, power: float) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def _class_prior(counts: np.ndarray) -> torch.Tensor:
+    """The training split's class frequencies: the prior the balanced decision divides by."""
+    return torch.tensor(counts / counts.sum(), dtype=torch.float32)
+
+
 def _schedule(optimiser: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.Optimizer:
     """Linear warm-up then cosine decay, stepped per batch."""
 
@@ -150,10 +156,21 @@ def predict_logits(
     return torch.cat(all_logits), torch.cat(all_labels)
 
 
-def _selection_score(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    """Validation figures used to pick the best epoch: malignant AUROC and balanced accuracy."""
-    probs = torch.softmax(logits, dim=1).numpy()
-    found = metrics.evaluate_predictions(labels.numpy(), probs, CLASSES)
+def _selection_score(
+    logits: torch.Tensor, labels: torch.Tensor, bias: torch.Tensor, prior: torch.Tensor
+) -> dict[str, float]:
+    """Validation figures used to pick the best epoch, judged as the shipped model will decide.
+
+    The epoch's logits get what the exported model adds (the loss-weight bias and a temperature
+    fitted on these very logits) and its diagnoses come from :func:`balanced_decision`, so the
+    epoch chosen is the one whose *shipped* balanced accuracy is best, not the one whose raw
+    argmax (skewed by the weighted loss) happens to be.
+    """
+    temperature = fit_temperature(logits + bias, labels)
+    probs = torch.softmax((logits + bias) / temperature, dim=1)
+    decisions = balanced_decision(probs, prior).numpy()
+    y, p = labels.numpy(), probs.numpy()
+    found = metrics.evaluate_predictions(y, p, CLASSES, predicted=decisions)
     return {
         "val_malignant_auroc": found["malignant_auroc"],
         "val_balanced_accuracy": found["balanced_accuracy"],
@@ -196,6 +213,11 @@ def train(
         network = network.to(memory_format=torch.channels_last)
     forward = torch.compile(network) if config.compile else network
     weights = class_loss_weights(data.class_counts, config.class_weight_power)
+    bias, prior = -weights.log(), _class_prior(data.class_counts)
+    # The average of the weights over the last few hundred steps generalises better than the
+    # last step's weights (Polyak averaging) and makes the epoch-to-epoch choice less noisy.
+    ema = ModelEmaV3(network, decay=config.ema_decay, use_warmup=True) if config.ema_decay else None
+    evaluated = ema.module if ema is not None else network
     criterion = nn.CrossEntropyLoss(weight=weights.to(device))
     optimiser = torch.optim.AdamW(
         network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -212,6 +234,8 @@ def train(
         if state["config"] != config.model_dump():
             raise ValueError(f"{last} was written with another config; cannot resume")
         network.load_state_dict(state["network"])
+        if ema is not None:
+            ema.module.load_state_dict(state["ema"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
@@ -257,18 +281,20 @@ def train(
                 loss.backward()
                 optimiser.step()
                 scheduler.step()
+                if ema is not None:
+                    ema.update(network, step=scheduler.last_epoch)
                 seen += len(labels)
                 total_loss += float(loss.detach()) * len(labels)
                 batches.set_postfix(loss=f"{total_loss / seen:.3f}")
             elapsed = time.perf_counter() - started
-            val_logits, val_labels = predict_logits(network, data.loaders["val"], device, config)
+            val_logits, val_labels = predict_logits(evaluated, data.loaders["val"], device, config)
             row = {
                 "epoch": epoch + 1,
                 "train_loss": total_loss / max(seen, 1),
                 "val_loss": float(nn.functional.cross_entropy(val_logits, val_labels)),
                 "train_images_per_s": seen / elapsed,
                 "lr": scheduler.get_last_lr()[0],
-                **_selection_score(val_logits, val_labels),
+                **_selection_score(val_logits, val_labels, bias, prior),
             }
             history.append(row)
             mlflow.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch + 1)
@@ -284,11 +310,12 @@ def train(
             if row["val_score"] > best_score:
                 best_score = row["val_score"]
                 _checkpoint_path(work_dir, "best").parent.mkdir(parents=True, exist_ok=True)
-                torch.save(network.state_dict(), _checkpoint_path(work_dir, "best"))
+                torch.save(evaluated.state_dict(), _checkpoint_path(work_dir, "best"))
             torch.save(
                 {
                     "config": config.model_dump(),
                     "network": network.state_dict(),
+                    "ema": ema.module.state_dict() if ema is not None else None,
                     "optimiser": optimiser.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "rng": torch.get_rng_state(),
@@ -339,7 +366,7 @@ def _calibrate_evaluate_log(
             ),
         }
     )
-    prior = torch.tensor(data.class_counts / data.class_counts.sum(), dtype=torch.float32)
+    prior = _class_prior(data.class_counts)
     model = CalibratedClassifier(
         network.cpu().float().to(memory_format=torch.contiguous_format),
         temperature=temperature,
