@@ -328,7 +328,7 @@ def train(
             )
 
         network.load_state_dict(torch.load(_checkpoint_path(work_dir, "best"), weights_only=True))
-        result = _calibrate_evaluate_log(config, network, data, device, weights)
+        result = _calibrate_evaluate_log(config, network, data, device, bias, prior)
         result.run_id = run.info.run_id
         result.history = history
         if config.register_model:
@@ -350,10 +350,13 @@ def _calibrate_evaluate_log(
     network: nn.Module,
     data: _Data,
     device: torch.device,
-    loss_weights: torch.Tensor,
+    bias: torch.Tensor,
+    prior: torch.Tensor,
 ) -> TrainResult:
-    """Fit the temperature on val, evaluate on test, log figures, plots and the model."""
-    bias = -loss_weights.log()
+    """Fit the temperature on val, evaluate on test, log figures, plots and the model.
+
+    ``bias`` (minus the log loss weights) and ``prior`` are the ones the epochs were judged with.
+    """
     val_logits, val_labels = predict_logits(network, data.loaders["val"], device, config)
     test_logits, test_labels = predict_logits(network, data.loaders["test"], device, config)
     temperature = fit_temperature(val_logits + bias, val_labels)
@@ -366,7 +369,6 @@ def _calibrate_evaluate_log(
             ),
         }
     )
-    prior = _class_prior(data.class_counts)
     model = CalibratedClassifier(
         network.cpu().float().to(memory_format=torch.contiguous_format),
         temperature=temperature,
