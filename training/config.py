@@ -37,6 +37,14 @@ class TrainConfig(BaseModel):
     class_weight_power: float = Field(
         default=0.5, ge=0, le=1, description="loss weight = (1 / class frequency) ** power"
     )
+    logit_adjustment: float = Field(
+        default=0.0,
+        ge=0,
+        le=2,
+        description="logit-adjusted loss (Menon et al., 2021): add this times log(class "
+        "frequency) to the logits inside the loss, so the network's own logits rank classes "
+        "as the balanced decision does (0: off; 1 with class_weight_power 0 is the pure form)",
+    )
     seed: int = 2026
     val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     test_fraction: float = Field(default=0.15, gt=0, lt=0.5)

@@ -12,6 +12,7 @@ import logging
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,33 @@ def class_loss_weights(counts: np.ndarray, power: float) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def class_balanced_loss(
+    weights: torch.Tensor, adjustment: torch.Tensor
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss: cross-entropy with class ``weights`` on the logits plus ``adjustment``.
+
+    Two ways to keep rare lesions from being drowned by naevi: weighting their errors up, or
+    (logit adjustment) making the common classes' logits start ahead inside the loss, so the
+    network must push rare classes further to win. :func:`calibration_bias` undoes either.
+    """
+    weighted = nn.CrossEntropyLoss(weight=weights)
+
+    def loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return weighted(logits.float() + adjustment, labels)
+
+    return loss
+
+
+def calibration_bias(weights: torch.Tensor, adjustment: torch.Tensor) -> torch.Tensor:
+    """What to add to the network's logits to get back p(class | image).
+
+    A cross-entropy with class weights ``w`` on logits ``f + adjustment`` is minimised where
+    ``softmax(f + adjustment)`` is proportional to ``w * p(class | image)``, so
+    ``f + adjustment - log w`` are the log-probabilities up to a constant.
+    """
+    return adjustment - weights.log()
+
+
 def _class_prior(counts: np.ndarray) -> torch.Tensor:
     """The training split's class frequencies: the prior the balanced decision divides by."""
     return torch.tensor(counts / counts.sum(), dtype=torch.float32)
@@ -161,7 +189,7 @@ def _selection_score(
 ) -> dict[str, float]:
     """Validation figures used to pick the best epoch, judged as the shipped model will decide.
 
-    The epoch's logits get what the exported model adds (the loss-weight bias and a temperature
+    The epoch's logits get what the exported model adds (the calibration bias and a temperature
     fitted on these very logits) and its diagnoses come from :func:`balanced_decision`, so the
     epoch chosen is the one whose *shipped* balanced accuracy is best, not the one whose raw
     argmax (skewed by the weighted loss) happens to be.
@@ -213,12 +241,14 @@ def train(
         network = network.to(memory_format=torch.channels_last)
     forward = torch.compile(network) if config.compile else network
     weights = class_loss_weights(data.class_counts, config.class_weight_power)
-    bias, prior = -weights.log(), _class_prior(data.class_counts)
+    prior = _class_prior(data.class_counts)
+    adjustment = config.logit_adjustment * prior.clamp_min(1e-12).log()
+    bias = calibration_bias(weights, adjustment)
     # The average of the weights over the last few hundred steps generalises better than the
     # last step's weights (Polyak averaging) and makes the epoch-to-epoch choice less noisy.
     ema = ModelEmaV3(network, decay=config.ema_decay, use_warmup=True) if config.ema_decay else None
     evaluated = ema.module if ema is not None else network
-    criterion = nn.CrossEntropyLoss(weight=weights.to(device))
+    criterion = class_balanced_loss(weights.to(device), adjustment.to(device))
     optimiser = torch.optim.AdamW(
         network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -355,7 +385,7 @@ def _calibrate_evaluate_log(
 ) -> TrainResult:
     """Fit the temperature on val, evaluate on test, log figures, plots and the model.
 
-    ``bias`` (minus the log loss weights) and ``prior`` are the ones the epochs were judged with.
+    ``bias`` (see :func:`calibration_bias`) and ``prior`` are the ones the epochs were judged with.
     """
     val_logits, val_labels = predict_logits(network, data.loaders["val"], device, config)
     test_logits, test_labels = predict_logits(network, data.loaders["test"], device, config)
