@@ -261,7 +261,8 @@ def train(
     last = _checkpoint_path(work_dir, "last")
     if resume and last.is_file():
         state = torch.load(last, map_location="cpu", weights_only=False)
-        if state["config"] != config.model_dump():
+        # Validated again so that a checkpoint from before a new option resumes at its default.
+        if TrainConfig.model_validate(state["config"]).model_dump() != config.model_dump():
             raise ValueError(f"{last} was written with another config; cannot resume")
         network.load_state_dict(state["network"])
         if ema is not None:
