@@ -76,21 +76,3 @@ def test_a_logit_adjusted_run_ships_the_class_frequencies_as_its_calibration_bia
 
     model = result.model
     torch.testing.assert_close(model.logit_bias, model.class_prior.clamp_min(1e-12).log())
-
-
-def test_a_checkpoint_written_before_the_option_existed_still_resumes(
-    tmp_path: Path, dataset_dir: Path
-) -> None:
-    config = load_config(PROJECT_ROOT / "configs" / "tiny.yaml", register_model=False)
-    work, tracking_uri = tmp_path / "work", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    first = train(config, dataset_dir=dataset_dir, work_dir=work, tracking_uri=tracking_uri)
-    last = work / "checkpoints" / "last.pt"
-    state = torch.load(last, map_location="cpu", weights_only=False)
-    del state["config"]["logit_adjustment"]
-    torch.save(state, last)
-
-    resumed = train(
-        config, dataset_dir=dataset_dir, work_dir=work, tracking_uri=tracking_uri, finalize=True
-    )
-
-    torch.testing.assert_close(resumed.model.logit_bias, first.model.logit_bias)

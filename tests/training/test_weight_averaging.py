@@ -1,4 +1,4 @@
-"""Weight averaging (EMA) and how the best epoch is chosen."""
+"""Weight averaging (EMA), how the best epoch is chosen, and resuming a run."""
 
 from __future__ import annotations
 
@@ -59,3 +59,21 @@ def test_the_best_epoch_is_judged_by_the_shipped_decision_rule_not_the_raw_argma
     assert (logits.argmax(1) == labels).sum() == 12  # the raw argmax gets every rare one wrong
     assert found["val_balanced_accuracy"] == 1.0
     assert found["val_score"] == (found["val_malignant_auroc"] + 1.0) / 2
+
+
+def test_a_checkpoint_written_before_the_option_existed_still_resumes(
+    tmp_path: Path, dataset_dir: Path
+) -> None:
+    config = load_config(PROJECT_ROOT / "configs" / "tiny.yaml", register_model=False)
+    work, tracking_uri = tmp_path / "work", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = train(config, dataset_dir=dataset_dir, work_dir=work, tracking_uri=tracking_uri)
+    last = work / "checkpoints" / "last.pt"
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    del state["config"]["logit_adjustment"]
+    torch.save(state, last)
+
+    resumed = train(
+        config, dataset_dir=dataset_dir, work_dir=work, tracking_uri=tracking_uri, finalize=True
+    )
+
+    torch.testing.assert_close(resumed.model.logit_bias, first.model.logit_bias)
