@@ -81,7 +81,12 @@ def colour(rgb: np.ndarray, fov: np.ndarray) -> Colour:
     neutral = (chroma < 4.0) & (lightness >= 40.0)
     weights = np.maximum(chroma, 1e-6)
     unit = np.stack([a / weights, b / weights])
-    resultant = float(np.hypot(*np.average(unit, axis=1, weights=np.minimum(chroma, 20.0))))
+    strength = np.minimum(chroma, 20.0)
+    # A picture without any colour (a grey card, a lens cap) has no hue to agree on: 0, not a
+    # division by zero.
+    resultant = (
+        float(np.hypot(*np.average(unit, axis=1, weights=strength))) if strength.sum() > 0 else 0.0
+    )
     mean_a, mean_b = float(a.mean()), float(b.mean())
     return Colour(
         skin_fraction=float((skin_hue | dark_lesion | colourless).mean()),

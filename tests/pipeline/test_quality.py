@@ -316,6 +316,19 @@ def test_pictures_that_are_not_skin_are_rejected_as_not_skin(kind: str) -> None:
             assert result.codes[0] == "not_skin", (kind, result.codes)
 
 
+@pytest.mark.parametrize("level", [0, 128, 255])
+def test_a_picture_without_any_colour_is_a_verdict_not_a_crash(level: int) -> None:
+    # A lens cap, a grey card, a burnt-out frame: no pixel has a hue (this used to divide by
+    # zero while averaging hues, and the GP's page got a server error instead of advice).
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((600, 800, 3), level, np.uint8)).save(buffer, format="PNG")
+
+    result = assess_bytes(buffer.getvalue())
+
+    assert not result.acceptable
+    assert result.codes[0] in ("not_skin", "underexposed", "overexposed"), result.codes
+
+
 def test_skin_is_not_mistaken_for_something_else(derm_rgbs: list[np.ndarray]) -> None:
     assert _flag_rate(derm_rgbs, "not_skin") == 0
     assert "not_skin" not in _assess_jpeg(skin_scene(640, 480)).codes
