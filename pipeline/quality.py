@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pipeline import quality_content, quality_features
+from pipeline import quality_blur, quality_content, quality_features
 from pipeline.intake import IntakeError, decode_image
 from pipeline.quality_messages import message
 
@@ -111,6 +111,12 @@ class Thresholds:
     blur_max_px: float = 3.1
     #: Motion: blur this much wider in the worst direction than in the best one.
     blur_anisotropy_px: float = 1.0
+    #: ... or the fitted blur detector (:mod:`pipeline.quality_blur`, which still sees blur under
+    #: a sensor's grain) gives at least this probability: by default the shipped model's own
+    #: threshold, set when it was fitted so that 1 sharp photo in 200 reaches it.
+    blur_probability: float = field(
+        default_factory=lambda: quality_blur.shipped_blur_model().threshold
+    )
     #: Share of the field covered by specular highlights.
     glare_fraction: float = 0.004
     #: Colour cast: the average colour's hue (CIELAB, degrees) greener than the first or more
@@ -165,6 +171,10 @@ def measure(image: Image.Image | np.ndarray) -> dict[str, float]:
     fov, vignette = quality_features.field_of_view(y)
     exposure = quality_features.exposure(rgb, y, fov)
     sharp = quality_features.sharpness(y, fov)
+    blur_model = quality_blur.shipped_blur_model()
+    blur_probability = blur_model.probability(
+        quality_blur.blur_features(*quality_blur.canonical_view(y, fov))
+    )
     glare = quality_features.highlights(rgb, y, fov)
     colour = quality_content.colour(rgb, fov)
     structure = quality_content.structure(rgb, y, fov)
@@ -173,6 +183,7 @@ def measure(image: Image.Image | np.ndarray) -> dict[str, float]:
         "working_width": float(rgb.shape[1]),
         "working_height": float(rgb.shape[0]),
         "vignette_fraction": vignette,
+        "blur_probability": blur_probability,
     }
     for group, prefix in (
         (exposure, ""),
@@ -224,6 +235,7 @@ def decide(
         metrics["blur_px"] > t.blur_px
         or metrics["blur_max_px"] > t.blur_max_px
         or metrics["blur_anisotropy_px"] > t.blur_anisotropy_px
+        or metrics["blur_probability"] >= t.blur_probability
     ):
         codes.append("blur")
     if not over and metrics["glare_fraction"] > t.glare_fraction:

@@ -205,7 +205,7 @@ def _gradient_products(y: np.ndarray, sigma: float, weight: np.ndarray) -> list[
     return [gxw * gx, gxw * gy, gyw * gy]
 
 
-def _regions(image: np.ndarray) -> np.ndarray:
+def region_means(image: np.ndarray) -> np.ndarray:
     """Mean of ``image`` over each cell of the :data:`SHARPNESS_GRID` grid."""
     height, width = image.shape
     long_cells = SHARPNESS_GRID
@@ -250,10 +250,10 @@ def sharpness(y: np.ndarray, fov: np.ndarray) -> Sharpness:
     coarse = np.array([float(m.sum()) / total for m in coarse_maps])
     edge_strength = math.sqrt(max(fine[0] + fine[2], 0.0))
 
-    coverage = _regions(weight)
+    coverage = region_means(weight)
     inside = coverage > 0.9  # regions almost wholly in the measured mask
-    fine_cells = np.stack([_regions(m)[inside] for m in fine_maps]) / coverage[inside]
-    coarse_cells = np.stack([_regions(m)[inside] for m in coarse_maps]) / coverage[inside]
+    fine_cells = np.stack([region_means(m)[inside] for m in fine_maps]) / coverage[inside]
+    coarse_cells = np.stack([region_means(m)[inside] for m in coarse_maps]) / coverage[inside]
     energy = fine_cells[0] + fine_cells[2]
     judged = energy >= MIN_REGION_GRADIENT**2
     judged_fraction = float(judged.mean()) if judged.size else 0.0
