@@ -109,8 +109,11 @@ class Thresholds:
     #: Estimated edge blur, in working pixels: all directions (focus) or the worst one (motion).
     blur_px: float = 2.9
     blur_max_px: float = 3.1
-    #: Motion: blur this much wider in the worst direction than in the best one.
-    blur_anisotropy_px: float = 1.0
+    #: Motion: blur this much wider in the worst direction than in the best one. 1.0 until the
+    #: fitted detector below took over motion blur: at 1.0 it flagged 0.8 % of good photos
+    #: (acral ridges, parallel streaks or hairs), at 1.5 0.3 %, for no loss on shaken photos
+    #: (docs/quality.md); above 1.5 it is a backstop for a smear the detector might not know.
+    blur_anisotropy_px: float = 1.5
     #: ... or the fitted blur detector (:mod:`pipeline.quality_blur`, which still sees blur under
     #: a sensor's grain) gives at least this probability: by default the shipped model's own
     #: threshold, set when it was fitted so that 1 sharp photo in 200 reaches it.
