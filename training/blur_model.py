@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
+import mlflow
 import numpy as np
 import pandas as pd
 from PIL import Image
@@ -34,10 +35,15 @@ from sklearn.neural_network import MLPClassifier
 
 from pipeline import quality_blur, quality_features
 from pipeline.quality import WORKING_SIDE
+from training import tracking
 from training.config import TrainConfig
 from training.data import lesion_disjoint_split, load_metadata, read_rgb
 
 logger = logging.getLogger(__name__)
+
+#: The MLflow experiment every fit is logged to, beside the classifier's.
+EXPERIMENT = "dermtriage-blur-detector"
+_PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 #: Hidden ReLU units of the network: one layer of 32 caught more grained blur than a logistic
 #: regression on the same features (docs/quality.md) at the same share of sharp photos flagged.
@@ -273,3 +279,32 @@ def fit_blur_model(dataset_dir: Path, *, lesions: int = 1500, seed: int = 0) -> 
         100 * detected,
     )
     return BlurFit(model=model, sharp_false_alarm=false_alarm, blurred_detected=detected)
+
+
+def log_fit(result: BlurFit, tracking_uri: str, artifact_root: str | None = None) -> str:
+    """Record a fit in MLflow (parameters, out-of-fold figures, the model file, the code's
+    commit), as the classifier's runs are; returns the run id. The model file in git stays the
+    shipped version: the run says how each version came about."""
+    fit = result.model.fit
+    experiment_id = tracking.configure(tracking_uri, EXPERIMENT, artifact_root)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_params(
+            {
+                "lesions": fit["lesions"],
+                "photos": fit["photos"],
+                "seed": fit["seed"],
+                "dataset": fit["dataset"],
+                "hidden_units": HIDDEN_UNITS,
+                "sharp_quantile": SHARP_QUANTILE,
+            }
+        )
+        mlflow.log_metrics(
+            {
+                "threshold": result.model.threshold,
+                "oof_sharp_false_alarm": result.sharp_false_alarm,
+                "oof_blurred_detected": result.blurred_detected,
+            }
+        )
+        mlflow.set_tag("git_commit", tracking.git_commit(_PROJECT_DIR) or "unknown")
+        tracking.log_json(result.model.to_json(), quality_blur.MODEL_FILE)
+    return run.info.run_id

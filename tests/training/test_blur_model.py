@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 
 from pipeline.quality_blur import BlurModel, load_blur_model
 from serving.cli import main
+from serving.settings import get_settings
 from training import blur_model as fitting
 
 
@@ -53,24 +55,47 @@ def test_grain_has_the_stated_strength_on_mid_grey() -> None:
     assert abs(float(noisy.std()) - 4.0) < 0.3
 
 
-def test_the_command_fits_a_model_the_quality_check_can_load(
-    tmp_path: Path, dataset_dir: Path, derm_metadata: pd.DataFrame
+def test_the_command_fits_a_model_the_quality_check_can_load_and_logs_the_fit(
+    tmp_path: Path,
+    dataset_dir: Path,
+    derm_metadata: pd.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out = tmp_path / "blur_model.json"
-
-    assert main(["fit-blur-model", "--lesions", "24", "--seed", "3", "--out", str(out)]) == 0
+    monkeypatch.setenv("DERMTRIAGE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("DERMTRIAGE_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    get_settings.cache_clear()
+    try:
+        args = ["fit-blur-model", "--lesions", "24", "--seed", "3", "--out", str(out)]
+        assert main(args) == 0
+        tracking_uri = get_settings().tracking_uri
+    finally:
+        get_settings.cache_clear()
 
     model = load_blur_model(out)
     assert isinstance(model, BlurModel) and 0.0 < model.threshold < 1.0
     assert model.fit["lesions"] == 24 and model.fit["photos"] == 24 * 8
-    lesions = set(
-        derm_metadata.loc[derm_metadata["image_id"].isin(model.fit["image_ids"]), "lesion_id"]
-    )
-    assert lesions == set(model.fit["lesion_ids"])
+    fitted_images = derm_metadata["image_id"].isin(model.fit["image_ids"])
+    assert set(derm_metadata.loc[fitted_images, "lesion_id"]) == set(model.fit["lesion_ids"])
     figures = model.fit["out_of_fold"]
-    assert 0.0 <= figures["sharp_false_alarm"] <= 1.0 and 0.0 <= figures["blurred_detected"] <= 1.0
+    assert 0.0 <= figures["sharp_false_alarm"] <= 1.0
+    assert 0.0 <= figures["blurred_detected"] <= 1.0
     assert not list(tmp_path.glob("*.tmp"))  # written whole, then moved into place
     assert json.loads(out.read_text())["features"] == list(model.to_json()["features"])
+
+    # The fit is tracked like a classifier's run: parameters, figures and the very file.
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(fitting.EXPERIMENT)
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.params["lesions"] == "24"
+    assert run.data.metrics["threshold"] == pytest.approx(model.threshold)
+    logged = json.loads(
+        Path(
+            client.download_artifacts(run.info.run_id, "blur_model.json", str(tmp_path))
+        ).read_text()
+    )
+    assert logged["threshold"] == pytest.approx(model.threshold)
 
 
 def test_the_command_refuses_too_few_lesions_to_fit(tmp_path: Path) -> None:
