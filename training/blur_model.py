@@ -9,8 +9,8 @@ light rather than a Gaussian in sRGB, shake a bent path rather than a straight l
 partly shared between the colour channels and stronger in bright areas, so the benchmark's rows
 test the model on a family it was not fitted on.
 
-Lesions come from the classifier's training split only (:func:`training.data.
-lesion_disjoint_split` with its default fractions and seed); their ids are written into the
+Lesions come from the classifier's training split only (:func:`training.data.config_split`
+with the default training config); their ids are written into the
 model file so the benchmark and the tests can judge the model on other lesions. The
 decision threshold is the 99.5th percentile of the sharp variants' out-of-fold probabilities
 (folds by lesion): about one sharp photo in 200 crosses it, before any other check's alarms.
@@ -37,7 +37,7 @@ from pipeline import quality_blur, quality_features
 from pipeline.quality import WORKING_SIDE
 from training import tracking
 from training.config import TrainConfig
-from training.data import lesion_disjoint_split, load_metadata, read_rgb
+from training.data import config_split, load_metadata, read_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -204,13 +204,7 @@ class BlurFit:
 
 def fitting_lesions(metadata: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
     """One photo per lesion for ``count`` lesions of the classifier's training split."""
-    defaults = TrainConfig()
-    split = lesion_disjoint_split(
-        metadata,
-        val_fraction=defaults.val_fraction,
-        test_fraction=defaults.test_fraction,
-        seed=defaults.seed,
-    )
+    split = config_split(metadata, TrainConfig())
     train_lesions = set(split.loc[split["split"] == "train", "lesion_id"])
     pool = metadata[metadata["lesion_id"].isin(train_lesions)]
     per_lesion = pool.sort_values("image_id").drop_duplicates("lesion_id")

@@ -20,6 +20,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
 from models.network import CLASSES
+from training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,17 @@ def lesion_disjoint_split(
     out = metadata[["image_id", "lesion_id", "dx"]].copy()
     out["split"] = out["lesion_id"].map(split_of)
     return out.sort_values("image_id").reset_index(drop=True)
+
+
+def config_split(metadata: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
+    """The split a training run with ``config`` uses: what is "the classifier's training split"
+    for every other fitted part (the quality check's blur detector is fitted on it only)."""
+    return lesion_disjoint_split(
+        metadata,
+        val_fraction=config.val_fraction,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+    )
 
 
 def stratified_subset(metadata: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:

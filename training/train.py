@@ -33,7 +33,7 @@ from training.calibration import fit_temperature, negative_log_likelihood
 from training.config import TrainConfig
 from training.data import (
     LesionDataset,
-    lesion_disjoint_split,
+    config_split,
     load_metadata,
     preload_images,
     stratified_subset,
@@ -72,12 +72,7 @@ def _prepare_data(
     metadata = load_metadata(dataset_dir)
     if config.limit_images:
         metadata = stratified_subset(metadata, config.limit_images, config.seed)
-    split = lesion_disjoint_split(
-        metadata,
-        val_fraction=config.val_fraction,
-        test_fraction=config.test_fraction,
-        seed=config.seed,
-    )
+    split = config_split(metadata, config)
     metadata = metadata.merge(split[["image_id", "split"]], on="image_id")
     # Decoded once at the source size (224 px for derm-dev); crops and resizes happen per epoch.
     started = time.perf_counter()

@@ -30,7 +30,7 @@ from pipeline.quality_blur import (
     shipped_blur_model,
 )
 from training.config import TrainConfig
-from training.data import lesion_disjoint_split
+from training.data import config_split
 
 
 def _features(rgb: np.ndarray) -> np.ndarray:
@@ -51,13 +51,7 @@ def test_the_shipped_model_was_fitted_on_training_lesions_only(
     derm_metadata: pd.DataFrame,
 ) -> None:
     model = shipped_blur_model()
-    defaults = TrainConfig()
-    split = lesion_disjoint_split(
-        derm_metadata,
-        val_fraction=defaults.val_fraction,
-        test_fraction=defaults.test_fraction,
-        seed=defaults.seed,
-    )
+    split = config_split(derm_metadata, TrainConfig())
     split_of = dict(zip(split["lesion_id"], split["split"], strict=False))
 
     fitted = model.fit["lesion_ids"]
