@@ -7,11 +7,12 @@ bytes (decoded through :mod:`pipeline.intake`); both return a :class:`QualityRes
 How the checks stay valid from a 224 px dermoscopy crop to a 12-MP phone photo: every photo is
 analysed at a fixed working size (long side :data:`WORKING_SIDE`, never enlarged), sharpness is a
 blur *width* estimated from how edges respond to two smoothing scales (so contrast and content do
-not matter), and exposure is measured in photographic stops inside the lit field of view (so a
+not matter), joined by a fitted detector that judges a 224 px copy and still sees blur under a
+sensor's grain, and exposure is measured in photographic stops inside the lit field of view (so a
 dermatoscope's black circular surround is not mistaken for under-exposure). Measurements live in
-:mod:`pipeline.quality_features` and :mod:`pipeline.quality_content`; the thresholds that turn them
-into problems are in :class:`Thresholds`, each with the reason for its value. docs/quality.md gives
-the benchmark that set them.
+:mod:`pipeline.quality_features`, :mod:`pipeline.quality_content` and :mod:`pipeline.quality_blur`;
+the thresholds that turn them into problems are in :class:`Thresholds`, each with the reason for
+its value. docs/quality.md gives the benchmark that set them.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class Thresholds:
     blur_anisotropy_px: float = 1.5
     #: ... or the fitted blur detector (:mod:`pipeline.quality_blur`, which still sees blur under
     #: a sensor's grain) gives at least this probability: by default the shipped model's own
-    #: threshold, set when it was fitted so that 1 sharp photo in 200 reaches it.
+    #: threshold, set when it was fitted so that 1 in 200 of its sharp fitting photos reaches it.
     blur_probability: float = field(
         default_factory=lambda: quality_blur.shipped_blur_model().threshold
     )
