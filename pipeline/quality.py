@@ -263,8 +263,16 @@ def _man_made(m: dict[str, float], t: Thresholds) -> bool:
 
 
 def _featureless(m: dict[str, float], t: Thresholds) -> bool:
-    """Nothing to see: almost no edges, and those are noise rather than a blurred picture."""
-    return m["edge_strength"] < t.min_edge_strength and m["blur_px"] <= t.blur_px
+    """Nothing to see: almost no edges, and those are noise rather than a blurred picture. A
+    blurred photo of skin under a sensor's grain reads as sharp noise to the blur width alone;
+    when its colours are skin's and the fitted detector calls it blurred, it is that photo, and
+    the GP must be told to refocus, not that it is not skin."""
+    blurred_skin = (
+        m["blur_probability"] >= t.blur_probability and m["skin_fraction"] >= t.min_skin_fraction
+    )
+    return (
+        m["edge_strength"] < t.min_edge_strength and m["blur_px"] <= t.blur_px and not blurred_skin
+    )
 
 
 def _colour_cast(m: dict[str, float], t: Thresholds) -> bool:

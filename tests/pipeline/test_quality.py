@@ -261,6 +261,20 @@ def test_a_real_photo_blurred_at_the_reject_strength_then_grained_is_blurred(
     assert _flag_rate(unseen_derm_rgbs, "blur", getattr(synthetic, defect), strength) >= 0.9
 
 
+def test_a_blurred_12_mp_phone_photo_of_skin_is_told_to_refocus_not_that_it_is_not_skin(
+    unseen_derm_rgbs: list[np.ndarray],
+) -> None:
+    # Blurred, then enlarged to 12 MP with the benchmark's phone texture and grain: at the
+    # working size almost no edge is left and the grain reads as sharp noise, which once made
+    # the photo "featureless", i.e. not skin. Its colours are skin's and it is blurred.
+    rng = np.random.default_rng(8)
+    for rgb in unseen_derm_rgbs[:3]:
+        blurred = synthetic.gaussian_blur(rgb, 0.012, rng)
+        photo = synthetic.phone_photo(blurred, (4000, 3000), rng)
+        result = assess_bytes(synthetic.jpeg_bytes(photo, quality=92))
+        assert "blur" in result.codes and "not_skin" not in result.codes, result.metrics
+
+
 def test_dark_photo_is_underexposed(derm_rgbs: list[np.ndarray]) -> None:
     assert _flag_rate(derm_rgbs, "underexposed") == 0
     assert _flag_rate(derm_rgbs, "underexposed", synthetic.exposure_shift, -3.0) >= 0.9
