@@ -11,14 +11,14 @@ scale. No single ratio separates them; a small model over a few dozen such ratio
 
 The model is a small network (one hidden layer) over :func:`blur_features`, fitted by
 :mod:`training.blur_model` on derm-dev photos with blur, grain and compression made in code, and
-shipped as ``blur_model.json`` beside this module (its coefficients, the decision threshold and
-what it was fitted on). Everything here is a pure function of pixels and that file's numbers.
+shipped as ``blur_model.json`` beside this module (its weights, the decision threshold and what
+it was fitted on). Everything here is a pure function of pixels and that file's numbers.
 
 Features are computed on a copy whose long side is :data:`CANONICAL_SIDE` pixels, the size of
 the photos it was fitted on: blur is judged relative to the frame (1.2 % of the frame is 2.7 px
 there whatever the camera), and a phone photo's grain is averaged down by the reduction as the
-eye averages it on a screen. Every feature is a ratio or a spread of log energies, so neither
-contrast nor exposure moves it.
+eye averages it on a screen. Every feature is a ratio, a spread or a correlation of log
+energies, or a blur width, so neither contrast nor exposure moves it.
 """
 
 from __future__ import annotations
@@ -77,6 +77,12 @@ def canonical_view(y: np.ndarray, fov: np.ndarray) -> tuple[np.ndarray, np.ndarr
         fov.astype(np.uint8), (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST
     ).astype(bool)
     return small, mask
+
+
+def photo_features(y: np.ndarray, fov: np.ndarray) -> np.ndarray:
+    """:func:`blur_features` of a photo's working luma and field of view, as the quality check
+    (and the fitting, so both see the same numbers) computes them."""
+    return blur_features(*canonical_view(y, fov))
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:

@@ -10,8 +10,8 @@ partly shared between the colour channels and stronger in bright areas, so the b
 test the model on a family it was not fitted on.
 
 Lesions come from the classifier's training split only (:func:`training.data.config_split`
-with the default training config); their ids are written into the
-model file so the benchmark and the tests can judge the model on other lesions. The
+with the default training config); their ids are written into the model file so the benchmark
+and the tests can judge the model on other lesions. The
 decision threshold is the 99.5th percentile of the sharp variants' out-of-fold probabilities
 (folds by lesion): about one sharp photo in 200 crosses it, before any other check's alarms.
 """
@@ -192,11 +192,13 @@ def features_of(rgb: np.ndarray) -> np.ndarray:
     working = quality_features.working_rgb(rgb, WORKING_SIDE)
     y = quality_features.luma(working)
     fov, _ = quality_features.field_of_view(y)
-    return quality_blur.blur_features(*quality_blur.canonical_view(y, fov))
+    return quality_blur.photo_features(y, fov)
 
 
 @dataclass(frozen=True)
 class BlurFit:
+    """A fitted model with its out-of-fold figures at its own threshold."""
+
     model: quality_blur.BlurModel
     sharp_false_alarm: float  # out of fold, at the threshold
     blurred_detected: float  # out of fold, at the threshold

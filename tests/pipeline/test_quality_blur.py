@@ -20,13 +20,13 @@ from PIL import Image
 from benchmarks import synthetic
 from benchmarks.quality import load_sample
 from pipeline import quality_features
-from pipeline.quality import DEFAULT_THRESHOLDS
+from pipeline.quality import DEFAULT_THRESHOLDS, WORKING_SIDE
 from pipeline.quality_blur import (
     CANONICAL_SIDE,
     FEATURE_NAMES,
     BlurModel,
-    blur_features,
     canonical_view,
+    photo_features,
     shipped_blur_model,
 )
 from training.config import TrainConfig
@@ -34,10 +34,10 @@ from training.data import config_split
 
 
 def _features(rgb: np.ndarray) -> np.ndarray:
-    working = quality_features.working_rgb(rgb, 768)
+    working = quality_features.working_rgb(rgb, WORKING_SIDE)
     y = quality_features.luma(working)
     fov, _ = quality_features.field_of_view(y)
-    return blur_features(*canonical_view(y, fov))
+    return photo_features(y, fov)
 
 
 @pytest.fixture(scope="module")
