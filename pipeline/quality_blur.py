@@ -23,6 +23,7 @@ energies, or a blur width, so neither contrast nor exposure moves it.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -225,3 +226,11 @@ def shipped_blur_model() -> BlurModel:
     """The model shipped with the code (read once: it is part of the code's version)."""
     text = resources.files("pipeline").joinpath(MODEL_FILE).read_text(encoding="utf-8")
     return BlurModel.from_json(json.loads(text))
+
+
+@cache
+def shipped_blur_model_version() -> str:
+    """A short content hash of the shipped model file: stored with each case photo's verdict so
+    an auditor can tell which detector judged it (the file changes only through a refit)."""
+    data = resources.files("pipeline").joinpath(MODEL_FILE).read_bytes()
+    return "sha256:" + hashlib.sha256(data).hexdigest()[:12]

@@ -154,7 +154,8 @@ def change_details(
 
 
 def record_photo_quality(session: Session, actor: Actor, case: Case, *, at: datetime) -> None:
-    """One :data:`PHOTO_QUALITY` event per photo of a new case: its verdict and problem codes."""
+    """One :data:`PHOTO_QUALITY` event per photo of a new case: its verdict, problem codes and
+    the fitted parts of the checks that judged it (as a score records its model's version)."""
     for photo in case.photos:
         quality = photo.quality or {}
         codes = [p.get("code") for p in quality.get("problems", []) if isinstance(p, dict)]
@@ -164,6 +165,8 @@ def record_photo_quality(session: Session, actor: Actor, case: Case, *, at: date
             "acceptable": photo.quality_acceptable,
             "problems": codes,
         }
+        if isinstance(quality.get("checks"), dict):
+            details["checks"] = quality["checks"]
         record(session, actor, PHOTO_QUALITY, case_id=case.id, details=details, at=at)
 
 

@@ -216,6 +216,7 @@ def create_case(
     if not 1 <= len(photos) <= MAX_PHOTOS:
         raise InvalidRequestError({"photos": _TEXT["photo_count"][lang]})
     from pipeline.quality import assess_bytes
+    from pipeline.quality_blur import shipped_blur_model_version
 
     errors: dict[str, str] = {}
     prepared = []
@@ -234,6 +235,8 @@ def create_case(
         for upload in photos
     ]
     stored = write_for_session(session, store, prepared)
+    # Which fitted part of the checks judged these photos, kept with each verdict for audit.
+    quality_checks = {"blur_model": shipped_blur_model_version()}
 
     case = Case(
         status=Status.submitted.value,
@@ -264,7 +267,7 @@ def create_case(
                 height=photo.height,
                 size_bytes=photo.size_bytes,
                 thumbnail_sha256=photo.thumbnail_sha256,
-                quality=quality.to_dict(),
+                quality={**quality.to_dict(), "checks": quality_checks},
                 quality_acceptable=bool(quality.acceptable),
                 created_at=now,
             )

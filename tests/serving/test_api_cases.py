@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageFilter
 
+from pipeline.quality_blur import shipped_blur_model_version
 from serving.app import create_app
 from serving.settings import Settings
 from tests.serving.conftest import sign_in
@@ -203,6 +204,8 @@ def test_a_photo_that_fails_quality_is_accepted_but_flags_the_case(
     case = created(client, [buffer.getvalue()])
     assert case["photos"][0]["quality"]["acceptable"] is False
     assert case["photos"][0]["quality"]["problems"]  # whichever check caught it
+    # The verdict says which fitted blur detector took part in it.
+    assert case["photos"][0]["quality"]["checks"] == {"blur_model": shipped_blur_model_version()}
     worker(client).run_once()
     item = client.get("/api/v1/cases", headers=sign_in(client, READER)).json()["items"][0]
     assert item["scoring_state"] == "done"

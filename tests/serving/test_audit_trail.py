@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from pipeline.quality_blur import shipped_blur_model_version
 from serving import audit
 from serving.app import create_app
 from serving.settings import Settings
@@ -186,7 +187,8 @@ def test_events_say_which_model_and_carry_no_patient_data(client: TestClient, ph
     saliency = next(e for e in events if e["action"] == "case.saliency.read")
     assert saliency["model_version"] == "test-model/1"
     quality = next(e for e in events if e["action"] == "case.photo.quality")
-    assert set(quality["details"]) == {"photo_id", "position", "acceptable", "problems"}
+    assert set(quality["details"]) == {"photo_id", "position", "acceptable", "problems", "checks"}
+    assert quality["details"]["checks"] == {"blur_model": shipped_blur_model_version()}
     validate = next(e for e in events if e["action"] == "case.validate")
     assert validate["details"] == {"from": "report_written", "to": "validated"}
     exports = [e["details"]["format"] for e in events if e["action"] == "case.export"]
