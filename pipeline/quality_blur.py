@@ -45,8 +45,8 @@ SCALES = (0.7, 1.0, 1.4, 2.0, 2.8, 4.0)
 #: Margin kept clear of the frame and of a dermatoscope's rim: the coarsest filter's reach.
 _MARGIN = math.ceil(3 * SCALES[-1]) + 2
 _EPS = 1e-10
-#: Pairs of :data:`SCALES` whose energy fall is also read per
-#: direction: shake removes energy along one direction only, grain is the same in all.
+#: Pairs of :data:`SCALES` whose energy fall is also read per direction, and the scales at which
+#: the directions are compared: shake removes energy along one direction only, grain along none.
 _DIRECTED_PAIRS = ((1.0, 2.0), (1.4, 2.8), (2.0, 4.0))
 _DIRECTED_SPREAD = (1.4, 2.8, 4.0)
 _ANGLES = np.linspace(0.0, math.pi, 12, endpoint=False)
