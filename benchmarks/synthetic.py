@@ -17,18 +17,13 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from pipeline.quality_features import linear_to_srgb8, srgb_to_linear
+
 Defect = Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
 
 
 def _to_linear(rgb: np.ndarray) -> np.ndarray:
-    v = rgb.astype(np.float32) / 255.0
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-
-
-def _to_srgb(linear: np.ndarray) -> np.ndarray:
-    v = np.clip(linear, 0.0, 1.0)
-    v = np.where(v <= 0.0031308, v * 12.92, 1.055 * np.power(v, 1 / 2.4) - 0.055)
-    return np.clip(v * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return srgb_to_linear(rgb.astype(np.float32) / 255.0)
 
 
 def gaussian_blur(rgb: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -60,7 +55,7 @@ def motion_blur(rgb: np.ndarray, fraction: float, rng: np.random.Generator) -> n
 
 def exposure_shift(rgb: np.ndarray, stops: float, rng: np.random.Generator) -> np.ndarray:
     """Too little or too much light: multiply linear light by ``2 ** stops`` (clipping at white)."""
-    return _to_srgb(_to_linear(rgb) * (2.0**stops))
+    return linear_to_srgb8(_to_linear(rgb) * (2.0**stops))
 
 
 def downscale(rgb: np.ndarray, short_side: float, rng: np.random.Generator) -> np.ndarray:
@@ -138,7 +133,7 @@ def colour_cast(rgb: np.ndarray, strength: float, rng: np.random.Generator) -> n
     favoured = 2 if rng.random() < 0.5 else 1
     gains = np.full(3, 1.0 / math.sqrt(strength), np.float32)
     gains[favoured] = strength
-    return _to_srgb(_to_linear(rgb) * gains)
+    return linear_to_srgb8(_to_linear(rgb) * gains)
 
 
 def glare(rgb: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:

@@ -64,6 +64,14 @@ def srgb_to_linear(values: np.ndarray | float) -> np.ndarray:
     return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
 
 
+def linear_to_srgb8(linear: np.ndarray) -> np.ndarray:
+    """Linear light (clipped to ``[0, 1]``) back to 8-bit sRGB code values: the inverse of
+    :func:`srgb_to_linear`, for code that makes defects in linear light (benchmark, fitting)."""
+    v = np.clip(linear, 0.0, 1.0)
+    v = np.where(v <= 0.0031308, v * 12.92, 1.055 * np.power(v, 1 / 2.4) - 0.055)
+    return np.clip(v * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def resize_long_side(array: np.ndarray, side: int) -> np.ndarray:
     """Area-average ``array`` so its long side is at most ``side``."""
     height, width = array.shape[:2]

@@ -65,17 +65,11 @@ def _linear(rgb: np.ndarray) -> np.ndarray:
     return quality_features.srgb_to_linear(rgb.astype(np.float32) / 255.0)
 
 
-def _srgb(linear: np.ndarray) -> np.ndarray:
-    v = np.clip(linear, 0.0, 1.0)
-    out = np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055)
-    return np.clip(out * 255.0 + 0.5, 0, 255).astype(np.uint8)
-
-
 def _convolve_light(rgb: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Blur as optics do, in linear light."""
     kernel = kernel / kernel.sum()
     blurred = cv2.filter2D(_linear(rgb), -1, kernel, borderType=cv2.BORDER_REFLECT)
-    return _srgb(blurred)
+    return quality_features.linear_to_srgb8(blurred)
 
 
 def defocus(rgb: np.ndarray, sigma_fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -131,7 +125,7 @@ def sharpen(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def exposure(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Up to 0.7 stops brighter or darker, in linear light."""
-    return _srgb(_linear(rgb) * 2.0 ** rng.uniform(-0.7, 0.7))
+    return quality_features.linear_to_srgb8(_linear(rgb) * 2.0 ** rng.uniform(-0.7, 0.7))
 
 
 def dark_rim(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
