@@ -176,7 +176,7 @@ def measure(image: Image.Image | np.ndarray) -> dict[str, float]:
     exposure = quality_features.exposure(rgb, y, fov)
     sharp = quality_features.sharpness(y, fov)
     blur_model = quality_blur.shipped_blur_model()
-    blur_probability = blur_model.probability(quality_blur.photo_features(y, fov))
+    blur_probability = blur_model.probability(quality_blur.photo_features(y, fov, sharp))
     glare = quality_features.highlights(rgb, y, fov)
     colour = quality_content.colour(rgb, fov)
     structure = quality_content.structure(rgb, y, fov)

@@ -80,10 +80,15 @@ def canonical_view(y: np.ndarray, fov: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return small, mask
 
 
-def photo_features(y: np.ndarray, fov: np.ndarray) -> np.ndarray:
+def photo_features(
+    y: np.ndarray, fov: np.ndarray, sharpness: quality_features.Sharpness | None = None
+) -> np.ndarray:
     """:func:`blur_features` of a photo's working luma and field of view, as the quality check
-    (and the fitting, so both see the same numbers) computes them."""
-    return blur_features(*canonical_view(y, fov))
+    (and the fitting, so both see the same numbers) computes them. ``sharpness``: the working
+    copy's, when already measured; reused when the canonical copy is that same copy (a photo of
+    at most :data:`CANONICAL_SIDE` pixels), not measured twice."""
+    small, small_fov = canonical_view(y, fov)
+    return blur_features(small, small_fov, sharpness if small is y else None)
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:
@@ -95,8 +100,11 @@ def _corr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def blur_features(y: np.ndarray, fov: np.ndarray) -> np.ndarray:
-    """The :data:`FEATURE_NAMES` values of a canonical view (:func:`canonical_view`).
+def blur_features(
+    y: np.ndarray, fov: np.ndarray, sharpness: quality_features.Sharpness | None = None
+) -> np.ndarray:
+    """The :data:`FEATURE_NAMES` values of a canonical view (:func:`canonical_view`);
+    ``sharpness``, that view's :func:`quality_features.sharpness` if already measured.
 
     Per region of the sharpness grid, the gradient energy after smoothing at each of
     :data:`SCALES`; from them: how the whole interior's energy falls between neighbouring
@@ -136,7 +144,7 @@ def blur_features(y: np.ndarray, fov: np.ndarray) -> np.ndarray:
         fall = np.log(directed[b] / directed[a])
         values += [float(fall.min()), float(fall.max())]
     values += [float(np.log(directed[s].max() / directed[s].min())) for s in _DIRECTED_SPREAD]
-    sharp = quality_features.sharpness(y, fov)
+    sharp = sharpness if sharpness is not None else quality_features.sharpness(y, fov)
     values += [sharp.blur_px, sharp.blur_max_px, sharp.blur_anisotropy_px]
     return np.asarray(values, dtype=np.float64)
 
