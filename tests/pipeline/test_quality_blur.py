@@ -19,25 +19,17 @@ from PIL import Image
 
 from benchmarks import synthetic
 from benchmarks.quality import load_sample
-from pipeline import quality_features
-from pipeline.quality import DEFAULT_THRESHOLDS, WORKING_SIDE
+from pipeline.quality import DEFAULT_THRESHOLDS
 from pipeline.quality_blur import (
     CANONICAL_SIDE,
     FEATURE_NAMES,
     BlurModel,
     canonical_view,
-    photo_features,
     shipped_blur_model,
 )
+from training.blur_model import features_of
 from training.config import TrainConfig
 from training.data import config_split
-
-
-def _features(rgb: np.ndarray) -> np.ndarray:
-    working = quality_features.working_rgb(rgb, WORKING_SIDE)
-    y = quality_features.luma(working)
-    fov, _ = quality_features.field_of_view(y)
-    return photo_features(y, fov)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +86,7 @@ def test_features_do_not_depend_on_contrast(photo: np.ndarray) -> None:
     # Every feature is a ratio or a spread of log energies: halving the contrast (a flatter
     # light) must not move the verdict.
     flat = (128 + (photo.astype(np.float32) - 128) * 0.5).astype(np.uint8)
-    a, b = _features(photo), _features(flat)
+    a, b = features_of(photo), features_of(flat)
 
     assert a.shape == (len(FEATURE_NAMES),)
     model = shipped_blur_model()
@@ -109,7 +101,7 @@ def test_a_12_mp_photo_and_its_small_copy_get_the_same_verdict(photo: np.ndarray
     for picture, expected in ((photo, False), (blurred, True)):
         big = cv2.resize(picture, (4000, 4000), interpolation=cv2.INTER_CUBIC)
         for version in (picture, big):
-            p = model.probability(_features(version))
+            p = model.probability(features_of(version))
             assert (p >= model.threshold) is expected, (version.shape, p)
 
 
