@@ -109,6 +109,9 @@ class Case(Base):
     closed_at: Mapped[datetime | None]
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
     request_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Bumped by every human action, as a compare-and-set (serving.case_service._claim): of two
+    # people acting on the case at once, exactly one succeeds.
+    version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     photos: Mapped[list[Photo]] = relationship(
         back_populates="case", order_by="Photo.position", cascade="all, delete-orphan"
