@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from pipeline.access import Permission, can, sees_every_centre
 from pipeline.intake import IntakeError
@@ -140,6 +141,35 @@ def _may_change(user: User, case: Case) -> None:
         raise ForbiddenError(f"a {user.role.value} may not change this case")
 
 
+CONCURRENT_CHANGE = "concurrent_change"
+
+
+def _claim(session: Session, case: Case) -> None:
+    """Take the case for this unit of work: one compare-and-set on its ``version``, or 409.
+
+    Every human action checks its rules against the case as it was read, then calls this before
+    writing anything. ``UPDATE cases SET version = v + 1 WHERE id = ? AND version = v`` matches
+    no row if anyone changed the case since it was read (or is changing it now: the database
+    holds the loser's update until the winner commits, then the version no longer matches). So
+    of two people acting at once exactly one succeeds, on SQLite (no row locks) as on PostgreSQL,
+    and the rules the winner checked still held when it wrote. On SQLite the update also takes
+    the database's write lock for the rest of the unit of work.
+    """
+    seen = case.version
+    claimed = session.execute(
+        update(Case)
+        .where(Case.id == case.id, Case.version == seen)
+        .values(version=seen + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConflictError(
+            CONCURRENT_CHANGE,
+            "the case was changed by someone else meanwhile: reload it and try again",
+        )
+    set_committed_value(case, "version", seen + 1)
+
+
 def _move(
     session: Session, case: Case, action: Action, user: User, now: datetime, **kw: Any
 ) -> None:
@@ -155,6 +185,7 @@ def _move(
         if exc.code == "forbidden_role":
             raise ForbiddenError(exc.message) from exc
         raise ConflictError(exc.code, exc.message) from exc
+    _claim(session, case)
     case.status = after.value
     case.updated_at = now
     if after in READ and case.first_read_at is None:
@@ -323,6 +354,7 @@ def add_message(
     text = _message_body(body, lang)
     if case.status == Status.closed.value:
         raise ConflictError("bad_state", "the case is closed")
+    _claim(session, case)
     return _add_message(session, case, user, "message", text, now)
 
 
@@ -393,9 +425,27 @@ def return_for_revision(
     _add_message(session, case, user, "revision", text, now)
 
 
-def validate(session: Session, case: Case, user: User, now: datetime) -> None:
-    """A senior other than the author validates the report; the requester can now read it."""
-    _move(session, case, Action.validate, user, now)
+def validate(
+    session: Session,
+    case: Case,
+    user: User,
+    now: datetime,
+    *,
+    revision: int | None = None,
+) -> None:
+    """A senior other than the author validates the report; the requester can now read it.
+
+    ``revision`` is the report revision the senior read (the case page sends it): if the report
+    was rewritten since, this request validates nothing, so no one validates text they have not
+    read. Without it, the revision current in this unit of work is the one validated.
+    """
+    if revision is not None and (case.report is None or case.report.revision != revision):
+        raise ConflictError(
+            "report_changed",
+            "the report was changed after you read it: read the new version before validating",
+        )
+    read = {"revision": case.report.revision} if case.report is not None else None
+    _move(session, case, Action.validate, user, now, detail=read)
     assert case.report is not None  # report_written implies a report
     case.report.validated_by_id = user.id
     case.report.validated_by_name = user.name

@@ -78,6 +78,10 @@ class TextIn(BaseModel):
     body: str = Field(max_length=svc.MESSAGE_MAX_CHARS + 1000)
 
 
+class ValidationIn(BaseModel):
+    revision: int | None = Field(default=None, ge=1, le=2**31 - 1)
+
+
 class ReportIn(BaseModel):
     conduct: str
     interval: int | None = None
@@ -562,11 +566,17 @@ def validate_report(
     settings: SettingsDep,
     now: Now,
     lang: Lang,
+    payload: ValidationIn | None = None,
 ) -> dict[str, Any]:
-    """A senior, not the author, validates the report; the requester can then read it."""
+    """A senior, not the author, validates the report; the requester can then read it.
+
+    The body may name the report ``revision`` the senior read; if the report changed since, the
+    answer is 409 ``report_changed`` and nothing is validated.
+    """
+    revision = payload.revision if payload is not None else None
     return _act(
         session, case_id, user, settings, now, lang,
-        lambda c: svc.validate(session, c, user, now),
+        lambda c: svc.validate(session, c, user, now, revision=revision),
     )  # fmt: skip
 
 

@@ -388,9 +388,16 @@ def report_form(
 
 
 @router.post("/cases/{case_id}/validate")
-def validate_form(case_id: int, user: PageUser, session: SessionDep, now: Now) -> Response:
+def validate_form(
+    case_id: int,
+    user: PageUser,
+    session: SessionDep,
+    now: Now,
+    revision: Annotated[int | None, Form(ge=1, le=2**31 - 1)] = None,
+) -> Response:
+    """Validates the revision the senior read on the page (a newer one is refused: 409)."""
     return _case_action(
-        session, case_id, user, lambda c: svc.validate(session, c, user, now),
+        session, case_id, user, lambda c: svc.validate(session, c, user, now, revision=revision),
         f"/cases/{case_id}",
     )  # fmt: skip
 
