@@ -24,6 +24,16 @@ Safety rules, which can only raise a case, never lower it:
   photo may not lower it, so its risk is ``max(p, 0.5)``, its uncertainty 1, its tier at least
   ``high``.
 - A case still unread past the deadline is at least ``high``.
+- A case whose scored photo is **far from every training photo** (the modality check's
+  out-of-distribution flag) is flagged like a failed quality check: the score is kept on show but
+  may not lower the case.
+
+A case with **no photo within the model's intended use** (the modality check found only
+clinical photos, or pictures that are not of a lesion) has no malignancy score by design: it is
+labelled "AI not applicable" (with the reason), not flagged as a failure, and ordered by its red
+flags and waiting time on top of the same unknown risk as an unscored case (``p = 0.5``,
+``u = 1``), so it is never ranked as if it were benign. Among such cases, red flags then waiting
+decide the order.
 
 Ordering is deterministic: tier, then score (higher first, compared at 1e-6), then the earlier
 submission, then the case id. Each case carries human-readable reasons, in French or English,
@@ -119,7 +129,9 @@ class CaseFacts:
 
     ``p_malignant`` and ``uncertainty`` are ``None`` until the case is scored. ``quality_ok`` is
     ``False`` when any photo failed the quality checks. ``first_read_at`` is when an expert first
-    opened the review (``None`` while unread).
+    opened the review (``None`` while unread). ``ai_not_applicable`` is the reason code
+    (``clinical_photo``, ``not_a_skin_photo``) when scoring ran and no photo was within the
+    model's intended use; ``ood`` is True when a scored photo lies far from the training photos.
     """
 
     case_id: int
@@ -130,6 +142,8 @@ class CaseFacts:
     quality_ok: bool = True
     red_flags: RedFlags = field(default_factory=RedFlags)
     first_read_at: datetime | None = None
+    ai_not_applicable: str | None = None
+    ood: bool = False
 
 
 @dataclass(frozen=True)
@@ -153,6 +167,10 @@ REASON_TEXTS: dict[Lang, dict[str, str]] = {
         "not_scored": "pas encore scoré : à regarder",
         "scoring_failed": "score impossible : à regarder",
         "quality_failed": "qualité photo insuffisante : à regarder",
+        "ai_not_applicable": "IA non applicable : photo clinique, le modèle lit des images "
+        "dermoscopiques",
+        "ai_not_applicable_other": "IA non applicable : pas une photo dermoscopique de lésion",
+        "ood": "photo inhabituelle pour le modèle : à regarder",
         "changed_size": "taille modifiée",
         "changed_colour": "couleur modifiée",
         "changed_shape": "forme modifiée",
@@ -170,6 +188,10 @@ REASON_TEXTS: dict[Lang, dict[str, str]] = {
         "not_scored": "not yet scored: needs a look",
         "scoring_failed": "could not be scored: needs a look",
         "quality_failed": "photo quality insufficient: needs a look",
+        "ai_not_applicable": "AI not applicable: clinical photo, the model reads dermoscopic "
+        "images",
+        "ai_not_applicable_other": "AI not applicable: not a dermoscopic photo of a lesion",
+        "ood": "photo unusual for the model: needs a look",
         "changed_size": "changed in size",
         "changed_colour": "changed in colour",
         "changed_shape": "changed in shape",
@@ -237,11 +259,19 @@ def assess(
     reasons: list[Reason] = []
     flagged = False
     scored = facts.scoring is ScoringState.done and facts.p_malignant is not None
+    not_applicable = (
+        facts.scoring is ScoringState.done and not scored and facts.ai_not_applicable is not None
+    )
     if scored:
         assert facts.p_malignant is not None
         p = facts.p_malignant
         u = facts.uncertainty if facts.uncertainty is not None else 1.0
         reasons.append(Reason("p_malignant", p))
+    elif not_applicable:
+        # By design, not a failure: unknown risk, ordered by red flags and waiting below.
+        p, u = UNKNOWN_RISK, 1.0
+        code = "ai_not_applicable" if facts.ai_not_applicable == "clinical_photo" else None
+        reasons.append(Reason(code or "ai_not_applicable_other"))
     else:
         p, u = UNKNOWN_RISK, 1.0
         flagged = True
@@ -251,6 +281,10 @@ def assess(
         flagged = True
         p, u = max(p, UNKNOWN_RISK), 1.0
         reasons.append(Reason("quality_failed"))
+    if scored and facts.ood:
+        flagged = True
+        p, u = max(p, UNKNOWN_RISK), 1.0
+        reasons.append(Reason("ood"))
     if scored and facts.uncertainty is not None and facts.uncertainty >= UNCERTAIN_REASON_AT:
         reasons.append(Reason("uncertain", facts.uncertainty))
 
