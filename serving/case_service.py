@@ -176,6 +176,24 @@ def _move(
     """Apply a workflow transition to ``case`` and record it; map refusals to our errors."""
     _may_change(user, case)
     before = Status(case.status)
+def advance_status(session: Session, case: Case, expected: Status, to: Status) -> bool:
+    """Move ``case`` from ``expected`` to ``to`` only if it is still ``expected`` (for the scoring
+    worker, which acts on no one's reading of the case): one conditional update, which also
+    bumps ``version`` so a person acting on the case as it was gets 409 rather than writing over
+    the change. False, with ``case`` reloaded, when someone moved the case first."""
+    moved = session.execute(
+        update(Case)
+        .where(Case.id == case.id, Case.status == expected.value)
+        .values(status=to.value, version=Case.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(case, ["status", "version"])
+        return False
+    session.refresh(case, ["status", "version"])
+    return True
+
+
     report_author = case.report.author_id if case.report is not None else None
     try:
         after = transition(

@@ -45,6 +45,7 @@ from pipeline.priority import ScoringState
 from pipeline.workflow import Action, Status, transition
 from serving import audit
 from serving.db.models import Case, Event, Score
+from serving.case_service import advance_status
 from serving.db.session import Database
 from serving.storage import PhotoStore
 from serving.users import SYSTEM
@@ -362,7 +363,8 @@ class ScoringWorker:
             after = before
             if before is Status.submitted:
                 after = transition(before, Action.score, SYSTEM.role)
-                case.status = after.value
+                if not advance_status(session, case, before, after):
+                    before = after = Status(case.status)  # a reader opened it meanwhile
             session.add(
                 Event(
                     case=case,
