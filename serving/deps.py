@@ -13,15 +13,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BeforeValidator
+from sqlalchemy import BigInteger
 from sqlalchemy.orm import Session
 
 from pipeline.access import Permission, can
 from serving import auth
+from serving.db.models import Case, Photo
 from serving.runtime import CaseRuntime
 from serving.settings import Settings
 from serving.storage import PhotoStore
@@ -213,3 +216,60 @@ def get_lang(request: Request) -> Literal["fr", "en"]:
 
 
 Lang = Annotated[Literal["fr", "en"], Depends(get_lang)]
+
+
+# --- ids in paths and queries ----------------------------------------------------------------
+
+
+def column_max(column: Any) -> int:
+    """The largest value ``column`` holds on every supported database: a ``BigInteger`` is 64-bit
+    signed everywhere; an ``Integer`` is 64-bit on SQLite but 32-bit (``integer``) on PostgreSQL,
+    so its portable range is the smaller one."""
+    return 2**63 - 1 if isinstance(column.type, BigInteger) else 2**31 - 1
+
+
+#: Ids that a row of ``cases`` / ``photos`` can have. A number outside them is refused (422)
+#: before any query: past 64 bits the database driver cannot even bind it (a 500 on SQLite).
+CASE_ID_MAX = column_max(Case.__table__.c.id)
+PHOTO_ID_MAX = column_max(Photo.__table__.c.id)
+#: MLflow's ``model_versions.version`` is an ``Integer`` column.
+MODEL_VERSION_MAX = 2**31 - 1
+#: Pages of a listing: far past any real listing, and ``page * page_size`` stays a 64-bit OFFSET.
+PAGE_MAX = 1_000_000
+
+
+def case_id_in_range(value: int) -> bool:
+    """Whether ``value`` can be a case's id (for ids read from free text, such as a filter)."""
+    return 1 <= value <= CASE_ID_MAX
+
+
+CaseId = Annotated[int, Path(ge=1, le=CASE_ID_MAX, description="A case's id.")]
+PhotoId = Annotated[int, Path(ge=1, le=PHOTO_ID_MAX, description="A photo's id.")]
+CaseIdQuery = Annotated[int | None, Query(ge=1, le=CASE_ID_MAX, description="A case's id.")]
+PageNumber = Annotated[int, Query(ge=1, le=PAGE_MAX)]
+
+
+def _checked_version(value: Any) -> str:
+    """A version number in ``1 .. MODEL_VERSION_MAX`` as text; anything else is a 422."""
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 10):
+        raise ValueError("a model version is a whole number")
+    number = int(text)
+    if not 1 <= number <= MODEL_VERSION_MAX:
+        raise ValueError(f"a model version is between 1 and {MODEL_VERSION_MAX}")
+    return str(number)
+
+
+def _optional_version(value: Any) -> str | None:
+    return None if value is None or str(value).strip() == "" else _checked_version(value)
+
+
+#: A registered model version: a number in the registry's range, handed to the route as the
+#: registry names it, as text (``"3"``).
+ModelVersion = Annotated[
+    str,
+    Path(description="A registered model version (1, 2, ...)."),
+    BeforeValidator(_checked_version),
+]
+ModelVersionQuery = Annotated[str, Query(), BeforeValidator(_checked_version)]
+OptionalModelVersionQuery = Annotated[str | None, Query(), BeforeValidator(_optional_version)]

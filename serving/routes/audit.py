@@ -23,7 +23,15 @@ from fastapi.responses import HTMLResponse
 from pipeline.workflow import Role
 from serving import audit
 from serving.case_texts import translator as case_translator
-from serving.deps import CurrentUser, PageUser, SessionDep, SettingsDep
+from serving.deps import (
+    CaseIdQuery,
+    CurrentUser,
+    PageNumber,
+    PageUser,
+    SessionDep,
+    SettingsDep,
+    case_id_in_range,
+)
 from serving.routes.worklist_pages import page_lang, render
 from serving.users import User
 
@@ -112,10 +120,10 @@ def list_audit_events(
     session: SessionDep,
     actor: str | None = None,
     action: str | None = None,
-    case_id: int | None = None,
+    case_id: CaseIdQuery = None,
     since: Annotated[datetime | None, Query(description="inclusive; UTC if no zone")] = None,
     until: Annotated[datetime | None, Query(description="exclusive; UTC if no zone")] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: PageNumber = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE,
 ) -> dict[str, Any]:
     """Audit events, newest first, filtered (auditors and admins)."""
@@ -145,6 +153,16 @@ def _day(text: str) -> date | None:
         return None
 
 
+def _case_filter(text: str) -> int | None:
+    """The page's case filter: a number, else no filter. A number no case can have (0, past the
+    id column's range) filters with an impossible id, so it matches nothing (and is never handed
+    to the database as is: past 64 bits the driver cannot bind it)."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return int(text) if len(text) <= 20 and case_id_in_range(int(text)) else 0
+
+
 @router.get("/audit", response_class=HTMLResponse, include_in_schema=False)
 def audit_page(
     request: Request,
@@ -156,7 +174,7 @@ def audit_page(
     case: str = "",
     start: str = "",
     end: str = "",
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: PageNumber = 1,
 ) -> HTMLResponse:
     """The auditor's page: chain status, filters, one page of events."""
     require_auditor(user)
@@ -165,7 +183,7 @@ def audit_page(
     filters = audit.AuditFilters(
         actor_id=actor.strip() or None,
         action=action.strip() or None,
-        case_id=int(case) if case.strip().isdigit() else None,
+        case_id=_case_filter(case),
         since=datetime.combine(first_day, time(), UTC) if first_day else None,
         until=datetime.combine(last_day + timedelta(days=1), time(), UTC) if last_day else None,
     )

@@ -30,9 +30,12 @@ from serving import audit, idempotency
 from serving import case_service as svc
 from serving.db.models import Case
 from serving.deps import (
+    CaseId,
     CurrentUser,
     Lang,
     Now,
+    PageNumber,
+    PhotoId,
     Runtime,
     SessionDep,
     SettingsDep,
@@ -343,7 +346,7 @@ def list_cases(
     status_: Annotated[list[Status] | None, Query(alias="status")] = None,
     priority: Annotated[list[Tier] | None, Query()] = None,
     requester: str | None = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: PageNumber = 1,
     page_size: Annotated[int | None, Query(ge=1, le=200)] = None,
 ) -> dict[str, Any]:
     """Experts: the worklist in priority order. Requesters: their own requests, newest first."""
@@ -384,7 +387,7 @@ def list_cases(
 
 @router.get("/api/v1/cases/{case_id}")
 def read_case(
-    case_id: int,
+    case_id: CaseId,
     user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
@@ -416,7 +419,7 @@ def _photo(session: Any, case_id: int, photo_id: int, user: User) -> Any:
 
 @router.get("/api/v1/cases/{case_id}/photos/{photo_id}")
 def read_photo(
-    case_id: int, photo_id: int, user: CurrentUser, session: SessionDep, store: StoreDep
+    case_id: CaseId, photo_id: PhotoId, user: CurrentUser, session: SessionDep, store: StoreDep
 ) -> Response:
     _, photo = _photo(session, case_id, photo_id, user)
     audit.record(session, user, audit.PHOTO_READ, case_id=case_id, details={"photo_id": photo_id})
@@ -425,7 +428,7 @@ def read_photo(
 
 @router.get("/api/v1/cases/{case_id}/photos/{photo_id}/thumbnail")
 def read_thumbnail(
-    case_id: int, photo_id: int, user: CurrentUser, session: SessionDep, store: StoreDep
+    case_id: CaseId, photo_id: PhotoId, user: CurrentUser, session: SessionDep, store: StoreDep
 ) -> Response:
     _, photo = _photo(session, case_id, photo_id, user)
     details = {"photo_id": photo_id, "thumbnail": True}
@@ -435,7 +438,7 @@ def read_thumbnail(
 
 @router.get("/api/v1/cases/{case_id}/photos/{photo_id}/saliency")
 def read_saliency(
-    case_id: int, photo_id: int, user: CurrentUser, session: SessionDep, store: StoreDep
+    case_id: CaseId, photo_id: PhotoId, user: CurrentUser, session: SessionDep, store: StoreDep
 ) -> Response:
     """The Grad-CAM overlay of the photo's current score (experts of the case's centre,
     auditors; not the requester, who never sees the model's output)."""
@@ -475,7 +478,7 @@ def _act(
 
 @router.post("/api/v1/cases/{case_id}/review")
 def start_review(
-    case_id: int,
+    case_id: CaseId,
     user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
@@ -491,7 +494,7 @@ def start_review(
 
 @router.post("/api/v1/cases/{case_id}/messages", status_code=status.HTTP_201_CREATED)
 def post_message(
-    case_id: int,
+    case_id: CaseId,
     payload: TextIn,
     user: CurrentUser,
     session: SessionDep,
@@ -507,7 +510,7 @@ def post_message(
 
 @router.post("/api/v1/cases/{case_id}/info-requests", status_code=status.HTTP_201_CREATED)
 def post_info_request(
-    case_id: int,
+    case_id: CaseId,
     payload: TextIn,
     user: CurrentUser,
     session: SessionDep,
@@ -524,7 +527,7 @@ def post_info_request(
 
 @router.post("/api/v1/cases/{case_id}/answers", status_code=status.HTTP_201_CREATED)
 def post_answer(
-    case_id: int,
+    case_id: CaseId,
     payload: TextIn,
     user: CurrentUser,
     session: SessionDep,
@@ -541,7 +544,7 @@ def post_answer(
 
 @router.put("/api/v1/cases/{case_id}/report")
 def put_report(
-    case_id: int,
+    case_id: CaseId,
     payload: ReportIn,
     user: CurrentUser,
     session: SessionDep,
@@ -560,7 +563,7 @@ def put_report(
 
 @router.post("/api/v1/cases/{case_id}/report/validation")
 def validate_report(
-    case_id: int,
+    case_id: CaseId,
     user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
@@ -582,7 +585,7 @@ def validate_report(
 
 @router.post("/api/v1/cases/{case_id}/report/revision")
 def return_report(
-    case_id: int,
+    case_id: CaseId,
     payload: TextIn,
     user: CurrentUser,
     session: SessionDep,
@@ -599,7 +602,7 @@ def return_report(
 
 @router.post("/api/v1/cases/{case_id}/close")
 def close_case(
-    case_id: int,
+    case_id: CaseId,
     user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
@@ -613,7 +616,7 @@ def close_case(
 
 
 @router.get("/api/v1/cases/{case_id}/events")
-def read_events(case_id: int, user: CurrentUser, session: SessionDep) -> list[dict[str, Any]]:
+def read_events(case_id: CaseId, user: CurrentUser, session: SessionDep) -> list[dict[str, Any]]:
     """Who did what, and when, on this case (experts of its centre, auditors)."""
     if user.role is Role.requester:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "experts only")
@@ -644,7 +647,7 @@ def _visible_report(session: Any, case_id: int, user: User) -> Case:
 
 @router.get("/api/v1/cases/{case_id}/report.pdf")
 def report_pdf(
-    case_id: int, user: CurrentUser, session: SessionDep, store: StoreDep, lang: Lang
+    case_id: CaseId, user: CurrentUser, session: SessionDep, store: StoreDep, lang: Lang
 ) -> Response:
     """The report as a PDF (the requester gets it once a senior has validated it)."""
     from serving.pdf import report_pdf as render
@@ -660,7 +663,7 @@ def report_pdf(
 
 @router.get("/api/v1/cases/{case_id}/report.fhir.json")
 def report_fhir(
-    case_id: int, user: CurrentUser, session: SessionDep, store: StoreDep, lang: Lang
+    case_id: CaseId, user: CurrentUser, session: SessionDep, store: StoreDep, lang: Lang
 ) -> JSONResponse:
     """The report as an HL7 FHIR R4 DiagnosticReport, with the PDF embedded."""
     from serving.exports import fhir_report

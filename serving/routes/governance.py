@@ -17,14 +17,24 @@ from datetime import datetime
 from typing import Any
 
 import mlflow
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 
 from pipeline.access import Permission, can
 from pipeline.drift import DEFAULT_ALPHA, MEASURE_LABELS, Reference, psi_level, weekly_drift
 from pipeline.workflow import Role
 from serving import audit
-from serving.deps import CurrentUser, Now, PageUser, SessionDep, SettingsDep
+from serving.deps import (
+    CaseId,
+    CurrentUser,
+    ModelVersion,
+    ModelVersionQuery,
+    Now,
+    OptionalModelVersionQuery,
+    PageUser,
+    SessionDep,
+    SettingsDep,
+)
 from serving.governance_charts import drift_chart_svg
 from serving.governance_pdf import audit_report_pdf
 from serving.governance_service import (
@@ -191,7 +201,11 @@ def governance_home(
 
 @router.get("/governance/versions/{version}", response_class=HTMLResponse)
 def version_page(
-    version: str, request: Request, user: PageUser, session: SessionDep, settings: SettingsDep
+    version: ModelVersion,
+    request: Request,
+    user: PageUser,
+    session: SessionDep,
+    settings: SettingsDep,
 ) -> HTMLResponse:
     _auditor_only(user)
     dossier = _dossier(settings, version)
@@ -204,7 +218,9 @@ def version_page(
 
 
 @router.get("/governance/versions/{version}/plots/{plot}.png")
-def version_plot(version: str, plot: str, user: PageUser, settings: SettingsDep) -> Response:
+def version_plot(
+    version: ModelVersion, plot: str, user: PageUser, settings: SettingsDep
+) -> Response:
     _auditor_only(user)
     dossier = _dossier(settings, version)
     if plot not in PLOT_ARTIFACTS or plot not in dossier.plots or not dossier.run_id:
@@ -217,7 +233,7 @@ def version_plot(version: str, plot: str, user: PageUser, settings: SettingsDep)
 
 @router.get("/governance/versions/{version}/report.pdf")
 def version_report_pdf(
-    version: str, user: PageUser, session: SessionDep, settings: SettingsDep, now: Now
+    version: ModelVersion, user: PageUser, session: SessionDep, settings: SettingsDep, now: Now
 ) -> Response:
     _auditor_only(user)
     dossier = _dossier(settings, version)
@@ -247,8 +263,8 @@ def compare_page(
     user: PageUser,
     session: SessionDep,
     settings: SettingsDep,
-    a: str = Query(...),
-    b: str = Query(...),
+    a: ModelVersionQuery,
+    b: ModelVersionQuery,
 ) -> HTMLResponse:
     _auditor_only(user)
     return _page(
@@ -258,7 +274,7 @@ def compare_page(
 
 @router.get("/governance/cases/{case_id}", response_class=HTMLResponse)
 def case_history_page(
-    case_id: int, request: Request, user: PageUser, session: SessionDep, now: Now
+    case_id: CaseId, request: Request, user: PageUser, session: SessionDep, now: Now
 ) -> HTMLResponse:
     _auditor_only(user)
     history = _case_history(session, user, case_id, now, via="page")
@@ -271,7 +287,7 @@ def drift_page(
     user: PageUser,
     session: SessionDep,
     settings: SettingsDep,
-    version: str | None = None,
+    version: OptionalModelVersionQuery = None,
 ) -> HTMLResponse:
     _auditor_only(user)
     drift = _drift(settings, session, version)
@@ -292,7 +308,7 @@ def api_versions(user: CurrentUser, session: SessionDep, settings: SettingsDep) 
 
 @router.get(f"{API}/versions/{{version}}")
 def api_version(
-    version: str, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    version: ModelVersion, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
     _auditor_only(user)
     dossier = _dossier(settings, version)
@@ -305,7 +321,7 @@ def api_version(
 
 @router.get(f"{API}/versions/{{version}}/cases")
 def api_version_cases(
-    version: str, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    version: ModelVersion, user: CurrentUser, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
     _auditor_only(user)
     _dossier(settings, version)  # 404 for an unknown version
@@ -316,7 +332,11 @@ def api_version_cases(
 
 @router.get(f"{API}/compare")
 def api_compare(
-    user: CurrentUser, session: SessionDep, settings: SettingsDep, a: str, b: str
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    a: ModelVersionQuery,
+    b: ModelVersionQuery,
 ) -> dict[str, Any]:
     _auditor_only(user)
     comparison = _comparison(settings, session, a, b)
@@ -338,7 +358,7 @@ def api_shadow(
 
 @router.get(f"{API}/cases/{{case_id}}/scores")
 def api_case_scores(
-    case_id: int, user: CurrentUser, session: SessionDep, now: Now
+    case_id: CaseId, user: CurrentUser, session: SessionDep, now: Now
 ) -> dict[str, Any]:
     _auditor_only(user)
     history = _case_history(session, user, case_id, now, via="api")
@@ -347,7 +367,10 @@ def api_case_scores(
 
 @router.get(f"{API}/drift")
 def api_drift(
-    user: CurrentUser, session: SessionDep, settings: SettingsDep, version: str | None = None
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    version: OptionalModelVersionQuery = None,
 ) -> dict[str, Any]:
     _auditor_only(user)
     drift = _drift(settings, session, version)

@@ -54,6 +54,7 @@ from serving.case_texts import Lang, translator
 from serving.db.models import Case, Event
 from serving.deps import (
     LANG_COOKIE,
+    CaseId,
     Now,
     PageUser,
     Runtime,
@@ -298,7 +299,7 @@ def _case_page(
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
 def case_page(
-    case_id: int,
+    case_id: CaseId,
     request: Request,
     user: PageUser,
     session: SessionDep,
@@ -331,7 +332,7 @@ def _case_action(
 
 
 @router.post("/cases/{case_id}/review")
-def review_form(case_id: int, user: PageUser, session: SessionDep, now: Now) -> Response:
+def review_form(case_id: CaseId, user: PageUser, session: SessionDep, now: Now) -> Response:
     return _case_action(
         session, case_id, user, lambda c: svc.start_review(session, c, user, now),
         f"/cases/{case_id}",
@@ -340,7 +341,7 @@ def review_form(case_id: int, user: PageUser, session: SessionDep, now: Now) -> 
 
 @router.post("/cases/{case_id}/info-request")
 def info_request_form(
-    case_id: int, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
+    case_id: CaseId, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
 ) -> Response:
     return _case_action(
         session, case_id, user, lambda c: svc.request_info(session, c, user, body, now),
@@ -350,7 +351,7 @@ def info_request_form(
 
 @router.post("/cases/{case_id}/message")
 def message_form(
-    case_id: int, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
+    case_id: CaseId, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
 ) -> Response:
     back = f"/cases/{case_id}" if user.is_expert else f"/gp/requests/{case_id}"
     return _case_action(
@@ -360,7 +361,7 @@ def message_form(
 
 @router.post("/cases/{case_id}/report", response_model=None)
 def report_form(
-    case_id: int,
+    case_id: CaseId,
     request: Request,
     user: PageUser,
     session: SessionDep,
@@ -389,7 +390,7 @@ def report_form(
 
 @router.post("/cases/{case_id}/validate")
 def validate_form(
-    case_id: int,
+    case_id: CaseId,
     user: PageUser,
     session: SessionDep,
     now: Now,
@@ -404,7 +405,7 @@ def validate_form(
 
 @router.post("/cases/{case_id}/revision")
 def revision_form(
-    case_id: int, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
+    case_id: CaseId, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
 ) -> Response:
     return _case_action(
         session, case_id, user, lambda c: svc.return_for_revision(session, c, user, body, now),
@@ -542,7 +543,7 @@ def _steps(case: Case, lang: Lang) -> list[dict[str, str]]:
 
 @router.get("/gp/requests/{case_id}", response_class=HTMLResponse)
 def request_page(
-    case_id: int, request: Request, user: PageUser, session: SessionDep, settings: SettingsDep
+    case_id: CaseId, request: Request, user: PageUser, session: SessionDep, settings: SettingsDep
 ) -> HTMLResponse:
     if user.is_expert:
         _case_or_404(session, case_id, user)  # another centre's case: 404, not a redirect
@@ -566,7 +567,7 @@ def request_page(
 
 @router.post("/gp/requests/{case_id}/answer")
 def answer_form(
-    case_id: int, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
+    case_id: CaseId, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
 ) -> Response:
     case = _case_or_404(session, case_id, user, lock=True)
     try:
@@ -582,7 +583,7 @@ def answer_form(
 
 @router.post("/gp/requests/{case_id}/message")
 def gp_message_form(
-    case_id: int, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
+    case_id: CaseId, body: Annotated[str, Form()], user: PageUser, session: SessionDep, now: Now
 ) -> Response:
     return _case_action(
         session, case_id, user, lambda c: svc.add_message(session, c, user, body, now),
@@ -591,7 +592,7 @@ def gp_message_form(
 
 
 @router.post("/gp/requests/{case_id}/close")
-def close_form(case_id: int, user: PageUser, session: SessionDep, now: Now) -> Response:
+def close_form(case_id: CaseId, user: PageUser, session: SessionDep, now: Now) -> Response:
     return _case_action(
         session, case_id, user, lambda c: svc.close(session, c, user, now),
         f"/gp/requests/{case_id}",
