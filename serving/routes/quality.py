@@ -1,11 +1,12 @@
 """``POST /api/v1/quality``: the instant photo-quality verdict for one uploaded photo.
 
 The answer is the same object ``dermtriage quality --json`` prints for a file, with ``file`` set
-to the uploaded file's name: ``{"file", "acceptable", "problems": [{"code", "message"}],
-"metrics"}``. A file that is not a readable image is a verdict (``unreadable_file``), not an
-error; the 4xx answers are for requests that carry no file to judge, as
-``{"detail": {"code", "message"}}``: 413 ``too_large``, 415 ``not_multipart``,
-422 ``missing_file``, 400 ``malformed_multipart``.
+to the uploaded file's name as pages show it (:func:`serving.uploads.display_name`: last path
+component, no control, bidi or markup characters, 80 characters at most), never the raw name the
+client sent: ``{"file", "acceptable", "problems": [{"code", "message"}], "metrics"}``. A file
+that is not a readable image is a verdict (``unreadable_file``), not an error; the 4xx answers
+are for requests that carry no file to judge, as ``{"detail": {"code", "message"}}``: 413
+``too_large``, 415 ``not_multipart``, 422 ``missing_file``, 400 ``malformed_multipart``.
 
 Nothing is stored. The check is CPU-bound (decoding up to 12-MP photos), so it runs in a worker
 thread, at most one per CPU core at a time, and the event loop keeps serving other requests.
@@ -24,7 +25,7 @@ from pydantic import BaseModel
 
 from pipeline.quality import QualityResult, assess_bytes
 from serving.deps import SettingsDep
-from serving.uploads import UploadError, read_single_upload
+from serving.uploads import UploadError, display_name, read_single_upload
 
 logger = logging.getLogger(__name__)
 
@@ -122,4 +123,4 @@ async def check_quality(
         max_pixels=settings.max_image_pixels,
     )
     result: QualityResult = await anyio.to_thread.run_sync(check, limiter=_limiter(request.app))
-    return QualityOut.model_validate(result.to_dict(file=upload.filename))
+    return QualityOut.model_validate(result.to_dict(file=display_name(upload.filename)))

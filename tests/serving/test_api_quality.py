@@ -17,7 +17,7 @@ from pipeline.quality import assess_bytes
 from pipeline.quality_messages import message
 from serving.app import create_app
 from serving.settings import Settings
-from serving.uploads import MULTIPART_OVERHEAD_BYTES
+from serving.uploads import MULTIPART_OVERHEAD_BYTES, display_name
 
 URL = "/api/v1/quality"
 
@@ -114,6 +114,44 @@ def test_an_unsupported_language_is_refused(client: TestClient, blurred_jpeg: by
     )
 
     assert response.status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("../../etc/lesion.jpg", "lesion.jpg"),  # path parts
+        ("C:\\Users\\claire\\Desktop\\dos.jpg", "dos.jpg"),
+        ("photo\u202egpj.exe", "photogpj.exe"),  # a right-to-left override disguising .exe
+        ("\u2066naevus\u2069\u200f.jpg", "naevus.jpg"),  # isolates and a right-to-left mark
+        ("<img src=x onerror=alert(1)>.jpg", "img src=x onerror=alert(1).jpg"),  # markup
+        ("<script>x</script>.png", "script.png"),  # markup with a path separator inside
+        ("a\tb\x07\x00.jpg", "ab.jpg"),  # control characters
+    ],
+)
+def test_the_file_name_echoed_is_the_sanitised_display_name_case_pages_use(
+    client: TestClient, good_photo: Path, raw: str, shown: str
+) -> None:
+    """The name is sent as the raw bytes of the multipart header (a client is not bound to any
+    encoding rules), so the service sees exactly what an attacker would send."""
+    boundary = "dermtriagenames"
+    body = (
+        (
+            f"--{boundary}\r\n"
+            f'Content-Disposition: form-data; name="file"; filename="{raw}"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + good_photo.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+
+    response = client.post(
+        URL, content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    )
+
+    assert response.status_code == 200, response.text
+    echoed = response.json()["file"]
+    assert echoed == shown == display_name(raw)
+    assert not set(echoed) & set("/\\<>\"'\u202e\u2066\u2069\u200f\r\n\x00")
 
 
 def test_a_text_file_named_like_a_photo_is_an_unreadable_file_verdict_not_an_error(
