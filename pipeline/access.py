@@ -102,3 +102,14 @@ def sees_every_centre(user: Actor) -> bool:
     """Whether the worklist shows ``user`` the cases of every centre (auditors) rather than their
     own centre's only; used to filter queries the same way :func:`can` judges single cases."""
     return user.role is Role.auditor
+
+
+def statistics_cover_every_centre(user: Actor) -> bool:
+    """Whether the activity statistics count the cases of every centre for ``user``.
+
+    They follow the worklist's scope: a first reader or senior counts their own centre's requests
+    only (another centre's volume, delays and answers are not theirs to see), an auditor every
+    centre's. The roles with statistics but no worklist (data scientist, admin: aggregates
+    without identities, for the service as a whole) keep the all-centres view.
+    """
+    return sees_every_centre(user) or not can(user, Permission.read_worklist)

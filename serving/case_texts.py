@@ -185,6 +185,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "stats_title": "Activité du centre",
         "stats_intro": "Douze dernières semaines. Priorité à l'arrivée (risque et signes "
         "d'alerte, hors attente).",
+        "stats_scope_centre": "Demandes adressées au centre {centre}.",
+        "stats_scope_all": "Demandes de tous les centres.",
         "kpi_requests": "Demandes reçues",
         "kpi_median_first": "Délai médian de 1re lecture",
         "kpi_p90_first": "90e percentile",
@@ -371,6 +373,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "stats_title": "Centre activity",
         "stats_intro": "Last twelve weeks. Priority on arrival (risk and red flags, waiting "
         "excluded).",
+        "stats_scope_centre": "Requests sent to the {centre} centre.",
+        "stats_scope_all": "Requests to every centre.",
         "kpi_requests": "Requests received",
         "kpi_median_first": "Median time to first reading",
         "kpi_p90_first": "90th percentile",

@@ -10,6 +10,10 @@ Figures, over the last ``weeks`` ISO weeks:
 Each is also given by priority tier. The tier used here is the case's tier *on arrival*, from risk
 and red flags only (waiting time left out), so that a case's tier in the statistics does not drift
 as it waits.
+
+Whose cases are counted follows the worklist
+(:func:`pipeline.access.statistics_cover_every_centre`): a first reader or senior sees their own
+centre's figures; an auditor, a data scientist or an admin every centre's.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import false, select
 from sqlalchemy.orm import Session, selectinload
 
+from pipeline.access import Actor, statistics_cover_every_centre
 from pipeline.priority import TIER_LABELS, Tier, assess
 from pipeline.report import Conduct
 from serving.case_service import case_facts
@@ -69,6 +74,8 @@ class ActivityStats:
     share_read_within_deadline: float | None
     consultation_share: float | None
     deadline_hours: float
+    #: The centre whose cases are counted; ``None``: every centre.
+    centre: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -96,16 +103,30 @@ def arrival_tier(case: Case, deadline_hours: float) -> Tier:
     return assess(unread, case.submitted_at, deadline_hours=deadline_hours).tier
 
 
+def stats_centre(user: Actor) -> str | None:
+    """The centre whose cases ``user``'s statistics count (``None``: every centre's)."""
+    return None if statistics_cover_every_centre(user) else (user.centre or "")
+
+
 def activity_stats(
-    session: Session, now: datetime, *, deadline_hours: float, weeks: int = 12
+    session: Session,
+    now: datetime,
+    *,
+    deadline_hours: float,
+    weeks: int = 12,
+    centre: str | None = None,
 ) -> ActivityStats:
-    """The figures above, computed from the case rows."""
+    """The figures above, computed from the case rows of ``centre`` (``None``: every centre;
+    the routes pass :func:`stats_centre` of the reader; ``""``, an expert without a centre,
+    counts nothing)."""
     first_week = _monday(now) - timedelta(weeks=weeks - 1)
     query = (
         select(Case)
         .where(Case.submitted_at >= first_week)
         .options(selectinload(Case.scores), selectinload(Case.photos), selectinload(Case.report))
     )
+    if centre is not None:
+        query = query.where(Case.centre == centre if centre else false())
     cases = list(session.scalars(query))
     week_rows = {
         (first_week + timedelta(weeks=i)).date().isoformat(): WeekStats(
@@ -156,6 +177,7 @@ def activity_stats(
         share_read_within_deadline=within / due if due else None,
         consultation_share=consultations / answered if answered else None,
         deadline_hours=deadline_hours,
+        centre=centre,
     )
 
 

@@ -675,8 +675,11 @@ def report_fhir(
 
 @router.get("/api/v1/stats")
 def read_stats(user: CurrentUser, session: SessionDep, settings: SettingsDep, now: Now) -> Any:
-    """Activity statistics (experts): requests per week, time to first reading, conduct shares."""
-    from serving.stats import activity_stats
+    """Activity statistics: requests per week, time to first reading, conduct shares. Scoped like
+    the worklist: an expert's own centre; every centre for auditors, data scientists, admins."""
+    from serving.stats import activity_stats, stats_centre
 
     require(Permission.read_stats, user)
-    return activity_stats(session, now, deadline_hours=settings.review_deadline_hours).to_dict()
+    return activity_stats(
+        session, now, deadline_hours=settings.review_deadline_hours, centre=stats_centre(user)
+    ).to_dict()

@@ -606,11 +606,13 @@ def close_form(case_id: CaseId, user: PageUser, session: SessionDep, now: Now) -
 def stats_page(
     request: Request, user: PageUser, session: SessionDep, settings: SettingsDep, now: Now
 ) -> HTMLResponse:
-    from serving.stats import activity_chart_svg, activity_stats
+    from serving.stats import activity_chart_svg, activity_stats, stats_centre
 
     _require(user, Permission.read_stats)
     lang = page_lang(request, settings)
-    stats = activity_stats(session, now, deadline_hours=settings.review_deadline_hours)
+    stats = activity_stats(
+        session, now, deadline_hours=settings.review_deadline_hours, centre=stats_centre(user)
+    )
 
     def hours(value: float | None) -> str:
         return "-" if value is None else f"{value:.1f} h".replace(".", "," if lang == "fr" else ".")

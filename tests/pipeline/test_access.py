@@ -95,3 +95,12 @@ def test_a_case_permission_without_a_case_is_a_programming_error() -> None:
 
 def test_only_auditors_see_every_centres_worklist() -> None:
     assert [r for r in Role if sees_every_centre(Person("x", r))] == [Role.auditor]
+
+
+def test_statistics_cover_one_centre_for_experts_and_every_centre_for_the_others() -> None:
+    """Like the worklist: experts their centre; auditors, data scientists, admins every centre."""
+    from pipeline.access import statistics_cover_every_centre
+
+    with_stats = [r for r in Role if can(Person("x", r), Permission.read_stats)]
+    every = [r for r in with_stats if statistics_cover_every_centre(Person("x", r, "crd-lyon"))]
+    assert set(every) == {Role.auditor, Role.data_scientist, Role.admin}
