@@ -14,7 +14,9 @@ the command line (``dermtriage users``) share one implementation.
   protected by a random pre-session cookie (double submit).
 - Rate limit: failed sign-ins are rows; too many for one login, or from one client address,
   within the window answer "too many attempts" until the window has passed. A success clears that
-  login's failures.
+  login's failures. Each attempt claims its row *before* the password is checked, in a short
+  transaction serialised per login and per client (:func:`claim_attempt`), so N simultaneous
+  attempts check at most the limit's worth of passwords, on SQLite and PostgreSQL alike.
 """
 
 from __future__ import annotations
@@ -199,8 +201,46 @@ def seed_demo_accounts(
 # --- sign-in and its rate limit --------------------------------------------------------------
 
 
-def _check_rate(session: Session, login: str, client: str, now: datetime, limit: RateLimit) -> None:
+#: Expired failure rows removed per sign-in attempt (housekeeping, bounded work per request).
+PURGE_BATCH = 100
+
+
+def _lock_key(kind: str, value: str) -> int:
+    """A stable 64-bit key for PostgreSQL's advisory locks (Python's ``hash`` changes per run)."""
+    digest = hashlib.sha256(f"dermtriage-sign-in\0{kind}\0{value}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _serialise_claims(session: Session, login: str, client: str) -> None:
+    """Make the claims of one login, or of one client, wait for each other until commit.
+
+    PostgreSQL: transaction-scoped advisory locks, login first then client (always in that order,
+    so two claims never wait for each other in a cycle). SQLite needs nothing here: the claim's
+    first statement is a write, which takes the database's single write lock until commit, so no
+    other claim can insert or commit between this claim's insert and its count.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        for key in (_lock_key("login", login), _lock_key("client", client)):
+            session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
+def claim_attempt(
+    session: Session, login: str, client: str, *, now: datetime, limit: RateLimit
+) -> None:
+    """Reserve this sign-in attempt's place in the limit, or raise :class:`TooManyAttemptsError`.
+
+    The attempt is written as a failure row *before* its password is checked (it stays one if the
+    password is wrong; a success clears it with the login's other failures), then the rows of the
+    window are counted, this one included, and the transaction commits. Claims of the same login
+    or client are serialised (:func:`_serialise_claims`), so each count sees every earlier claim
+    and a race of N attempts checks exactly as many passwords as the limit has room for; the
+    others are refused without checking, and their rows rolled back. The caller's session must
+    have nothing pending: this commits it.
+    """
     since = now - limit.window
+    _serialise_claims(session, login, client)
+    session.add(LoginFailure(login=login, client=client, at=now))
+    session.flush()
     for column, value, most in (
         (LoginFailure.login, login, limit.max_per_login),
         (LoginFailure.client, client, limit.max_per_client),
@@ -210,10 +250,22 @@ def _check_rate(session: Session, login: str, client: str, now: datetime, limit:
                 column == value, LoginFailure.at > since
             )
         ).one()
-        if count >= most:
+        if count > most:
+            session.rollback()
             oldest_at = oldest if oldest.tzinfo else oldest.replace(tzinfo=now.tzinfo)
             wait = (oldest_at + limit.window - now).total_seconds()
             raise TooManyAttemptsError(max(1, math.ceil(wait)))
+    # Failures older than the window count for nothing any more: drop some as we go. Rows another
+    # claim is dropping are skipped rather than waited for (PostgreSQL; SQLite has one writer).
+    expired = (
+        select(LoginFailure.id)
+        .where(LoginFailure.at <= since)
+        .order_by(LoginFailure.id)
+        .limit(PURGE_BATCH)
+        .with_for_update(skip_locked=True)
+    )
+    session.execute(delete(LoginFailure).where(LoginFailure.id.in_(expired)))
+    session.commit()
 
 
 def authenticate(
@@ -228,12 +280,13 @@ def authenticate(
     """The account's user when ``password`` is right and the account active, else ``None``.
 
     Raises :class:`TooManyAttemptsError` before checking anything when the login or the client
-    has failed too often lately. A failure is recorded (and must be committed by the caller even
-    though sign-in failed: :func:`record_failure` runs in the caller's session, which commits).
+    has failed too often lately. The attempt is counted first (:func:`claim_attempt`, which
+    commits the session): a wrong password leaves it counted as a failure, a right one clears the
+    login's failures (the caller commits that).
     """
     login = (login or "").strip().lower()[:64]
     client = (client or "unknown")[:64]
-    _check_rate(session, login, client, now, limit)
+    claim_attempt(session, login, client, now=now, limit=limit)
     account = session.get(UserAccount, login) if login else None
     ok = False
     try:
@@ -241,9 +294,6 @@ def authenticate(
     except (VerificationError, InvalidHashError):
         ok = False
     if not ok or account is None or not account.active:
-        # Failures older than the window count for nothing any more: drop them as we go.
-        session.execute(delete(LoginFailure).where(LoginFailure.at <= now - limit.window))
-        session.add(LoginFailure(login=login, client=client, at=now))
         logger.info("failed sign-in for login %r", login)
         return None
     if _hasher.check_needs_rehash(account.password_hash):

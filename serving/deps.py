@@ -10,7 +10,8 @@ then do is :func:`pipeline.access.can`'s answer. See docs/access.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import ipaddress
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -199,6 +200,43 @@ async def get_page_user(request: Request) -> User:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 PageUser = Annotated[User, Depends(get_page_user)]
 OptionalUser = Annotated[User | None, Depends(identify)]
+
+
+# --- the client's address --------------------------------------------------------------------
+
+
+def _trusted(address: str, proxies: Iterable[str]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip().strip("[]"))
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(proxy, strict=False) for proxy in proxies)
+
+
+def client_address(request: Request) -> str:
+    """The address a request comes from, as the sign-in rate limit counts it.
+
+    The TCP peer, unless the peer is one of ``DERMTRIAGE_TRUSTED_PROXIES``: then the right-most
+    ``X-Forwarded-For`` hop that is not a trusted proxy (hops left of it were written by the
+    client and prove nothing). Without trusted proxies (the default) the header is ignored, so a
+    client cannot reset its count by rotating it. ``dermtriage serve`` gives uvicorn the same
+    list (:func:`serving.commands.serve.uvicorn_options`); when uvicorn has already replaced the
+    peer with the forwarded client, that client is not a proxy and is returned as it is.
+    """
+    peer = request.client.host if request.client else "unknown"
+    proxies = request.app.state.settings.trusted_proxies
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    hops = [
+        hop.strip()
+        for header in request.headers.getlist("x-forwarded-for")
+        for hop in header.split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        if not _trusted(hop, proxies):
+            return hop
+    return hops[0] if hops else peer
 
 
 def require(permission: Permission, user: User) -> None:

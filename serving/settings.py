@@ -7,12 +7,13 @@ object: the command line and the service read it and pass plain values down, so 
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:
     from models.engine import EngineConfig
@@ -104,6 +105,22 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, gt=0, description="per login, in the window")
     login_max_failures_per_client: int = Field(default=20, gt=0, description="per client IP")
     login_window_minutes: float = Field(default=15.0, gt=0)
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: IP "
+        "addresses or networks, comma-separated (e.g. 10.0.0.5,172.18.0.0/16). Empty: none, the "
+        "client address is the TCP peer's, whatever headers say.",
+    )
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: Any) -> Any:
+        """``DERMTRIAGE_TRUSTED_PROXIES=10.0.0.5, 10.1.0.0/16``: each an address or a network."""
+        items = value.split(",") if isinstance(value, str) else value
+        proxies = tuple(str(item).strip() for item in items if str(item).strip())
+        for proxy in proxies:
+            ipaddress.ip_network(proxy, strict=False)  # ValueError: not an address or network
+        return proxies
 
     @property
     def secure_cookies(self) -> bool:

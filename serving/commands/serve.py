@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import Any
 
 from serving.settings import Settings, get_settings
 
@@ -72,6 +73,20 @@ def demo_banner() -> list[str]:
     return lines
 
 
+def uvicorn_options(settings: Settings, host: str, port: int) -> dict[str, Any]:
+    """How ``serve`` starts uvicorn. Forwarded headers (``X-Forwarded-For``, ``-Proto``) are
+    believed only from ``DERMTRIAGE_TRUSTED_PROXIES``; with none (the default) uvicorn ignores
+    them, where on its own it would trust any process on 127.0.0.1 to name the client, and a
+    client could reset the sign-in limit by rotating the header."""
+    proxies = list(settings.trusted_proxies)
+    return {
+        "host": host,
+        "port": port,
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": proxies or [],
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -86,5 +101,5 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_demo:
         for line in demo_banner():
             logger.info("%s", line)
-    uvicorn.run(create_app(settings), host=host, port=port)
+    uvicorn.run(create_app(settings), **uvicorn_options(settings, host, port))
     return 0

@@ -36,6 +36,7 @@ from serving.deps import (
     PageUser,
     SessionDep,
     SettingsDep,
+    client_address,
     identity,
     require,
 )
@@ -83,7 +84,9 @@ def _rate_limit(settings: Settings) -> auth.RateLimit:
 
 
 def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The address the rate limit counts: the TCP peer, or the forwarded client only behind a
+    proxy named in ``DERMTRIAGE_TRUSTED_PROXIES`` (:func:`serving.deps.client_address`)."""
+    return client_address(request)
 
 
 def _safe_next(target: str) -> str | None:
