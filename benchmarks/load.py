@@ -62,12 +62,6 @@ QUESTIONNAIRE: dict[str, Any] = {
     "duration": "6_12_months",
     "changed_size": True,
     "clinical_question": "Lésion pigmentée qui grandit : avis sur la conduite à tenir ?",
-    "requester": {
-        "name": "Dr Claire Martin",
-        "rpps": "10101234567",
-        "organisation": "Cabinet médical des Lilas",
-        "email": "claire.martin@example.fr",
-    },
 }
 
 

@@ -8,10 +8,13 @@ reviewer reads is the rule that runs, and it can be tested exhaustively in milli
 =================  ===========================================================================
 role               may
 =================  ===========================================================================
-requester          submit cases; read and act on the cases they sent (nobody else's)
-first_reader       read the worklist of their centre; read and act on their centre's cases
+requester          submit cases; read and act on the cases they sent (nobody else's); never the
+                   model's output on them
+first_reader       read the worklist of their centre; read and act on their centre's cases and
+                   the model's output on them
 senior             the same as a first reader (the workflow adds validation rights)
-auditor            read every case and the worklist (all centres), model governance; change nothing
+auditor            read every case, the model's output and the worklist (all centres), model
+                   governance; change nothing
 data_scientist     model and activity data (statistics, model governance); never a case, photo or
                    patient pseudonym
 admin              manage user accounts; statistics, model governance; no patient data
@@ -34,6 +37,10 @@ class Permission(StrEnum):
     read_case = "read_case"  # the case, its photos, messages, report, events
     change_case = "change_case"  # any workflow step or message on the case
     read_worklist = "read_worklist"
+    # The model's output on the cases one may read: scores, class probabilities, uncertainty,
+    # model version, saliency maps, and the priority tier, score and reasons computed from them.
+    # Triage machinery for the experts: a requester sees the experts' answer, never the model's.
+    read_triage = "read_triage"
     read_stats = "read_stats"  # aggregated activity and model figures, no identities
     read_models = "read_models"
     manage_users = "manage_users"
@@ -47,10 +54,19 @@ EXPERTS = frozenset({Role.first_reader, Role.senior})
 # Permissions that do not depend on a case, by role.
 GLOBAL: dict[Role, frozenset[Permission]] = {
     Role.requester: frozenset({Permission.submit_case}),
-    Role.first_reader: frozenset({Permission.read_worklist, Permission.read_stats}),
-    Role.senior: frozenset({Permission.read_worklist, Permission.read_stats}),
+    Role.first_reader: frozenset(
+        {Permission.read_worklist, Permission.read_triage, Permission.read_stats}
+    ),
+    Role.senior: frozenset(
+        {Permission.read_worklist, Permission.read_triage, Permission.read_stats}
+    ),
     Role.auditor: frozenset(
-        {Permission.read_worklist, Permission.read_stats, Permission.read_models}
+        {
+            Permission.read_worklist,
+            Permission.read_triage,
+            Permission.read_stats,
+            Permission.read_models,
+        }
     ),
     Role.data_scientist: frozenset({Permission.read_stats, Permission.read_models}),
     Role.admin: frozenset({Permission.manage_users, Permission.read_stats, Permission.read_models}),

@@ -2,8 +2,13 @@
 
 A request is accepted whole or not at all: :func:`parse_questionnaire` either returns a valid
 :class:`Questionnaire` or raises :class:`QuestionnaireError` whose ``errors`` maps each faulty field
-(dotted path, e.g. ``requester.rpps``) to a short message in French or English saying what to fix.
+(dotted path) to a short message in French or English saying what to fix.
 The form, the JSON API and the demo seeding all go through this one model.
+
+Who sends the request is not asked here: the requester's name, RPPS number and practice are
+properties of the signed-in account (docs/access.md), so a GP cannot send a request in a
+colleague's name. A ``requester`` section that a client still sends (:data:`ACCOUNT_FIELDS`) is
+dropped unread, so older clients keep working and the body can never set it.
 
 Pure: no I/O, no clock, no settings.
 """
@@ -15,7 +20,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 Lang = Literal["fr", "en"]
 
@@ -136,30 +141,9 @@ def label(field: str, value: str, lang: Lang = "fr") -> str:
 
 
 _PSEUDONYM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{2,39}$")
-_RPPS = re.compile(r"^\d{11}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_PHONE = re.compile(r"^\+?[0-9 .\-()]{6,20}$")
 
-
-class Requester(BaseModel):
-    """Who sends the request, so the answer reaches the right professional.
-
-    ``rpps`` is the 11-digit French health professional identifier (Répertoire partagé des
-    professionnels de santé).
-    """
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    name: str = Field(min_length=2, max_length=120)
-    rpps: str = Field(pattern=_RPPS.pattern)
-    organisation: str = Field(min_length=2, max_length=160)
-    email: str = Field(pattern=_EMAIL.pattern, max_length=254)
-    phone: str | None = Field(default=None, pattern=_PHONE.pattern)
-
-    @field_validator("phone", mode="before")
-    @classmethod
-    def _blank_phone_is_none(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+#: Sections that clients used to send and that are now the signed-in account's: dropped unread.
+ACCOUNT_FIELDS = frozenset({"requester"})
 
 
 class Questionnaire(BaseModel):
@@ -184,7 +168,6 @@ class Questionnaire(BaseModel):
     treatments: str = Field(default="", max_length=1000)
     allergies: str = Field(default="", max_length=500)
     clinical_question: str = Field(min_length=10, max_length=2000)
-    requester: Requester
 
     @property
     def recent_change(self) -> bool:
@@ -229,12 +212,6 @@ _PATTERN_MESSAGES: dict[str, dict[str, str]] = {
         "patient).",
         "en": "3 to 40 characters: letters, digits, '.', '-' or '_' (not the patient's name).",
     },
-    "requester.rpps": {
-        "fr": "Le numéro RPPS compte 11 chiffres.",
-        "en": "The RPPS number has 11 digits.",
-    },
-    "requester.email": {"fr": "Adresse e-mail invalide.", "en": "Invalid e-mail address."},
-    "requester.phone": {"fr": "Numéro de téléphone invalide.", "en": "Invalid phone number."},
 }
 
 _FALLBACK = {"fr": "Valeur invalide.", "en": "Invalid value."}
@@ -259,9 +236,14 @@ def field_errors(exc: ValidationError, lang: Lang = "fr") -> dict[str, str]:
 
 
 def parse_questionnaire(data: Mapping[str, Any], lang: Lang = "fr") -> Questionnaire:
-    """Validate ``data`` (JSON-like); raise :class:`QuestionnaireError` with every field's error."""
+    """Validate ``data`` (JSON-like); raise :class:`QuestionnaireError` with every field's error.
+
+    Any :data:`ACCOUNT_FIELDS` section is dropped first, whatever it holds: who requests is the
+    signed-in account's business (``serving.case_service.create_case``), never the body's.
+    """
+    answers = {key: value for key, value in data.items() if key not in ACCOUNT_FIELDS}
     try:
-        return Questionnaire.model_validate(dict(data))
+        return Questionnaire.model_validate(answers)
     except ValidationError as exc:
         raise QuestionnaireError(field_errors(exc, lang)) from exc
 
@@ -281,19 +263,16 @@ BOOLEAN_FIELDS: tuple[str, ...] = (
 def from_form(form: Mapping[str, str]) -> dict[str, Any]:
     """Shape flat HTML form fields into questionnaire data.
 
-    Checkboxes are absent when unticked (so "no"), and ``requester_<x>`` fields form the
-    ``requester`` section. Values are kept as strings: validation converts and checks them.
+    Checkboxes are absent when unticked (so "no"). Fields the questionnaire does not have (the
+    CSRF token, photo slots, a forged ``requester_name``) are left out. Values are kept as
+    strings: validation converts and checks them.
     """
     data: dict[str, Any] = {}
-    requester: dict[str, Any] = {}
     for key, value in form.items():
-        if key.startswith("requester_"):
-            requester[key.removeprefix("requester_")] = value
-        elif key in BOOLEAN_FIELDS:
+        if key in BOOLEAN_FIELDS:
             data[key] = value not in ("", "0", "false", "off", "no")
         elif key in Questionnaire.model_fields:
             data[key] = value
     for key in BOOLEAN_FIELDS:
         data.setdefault(key, False)
-    data["requester"] = requester
     return data

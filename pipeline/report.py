@@ -191,8 +191,6 @@ def fhir_diagnostic_report(
     content: ReportContent,
     author: Practitioner,
     validator: Practitioner | None,
-    model_version: str | None = None,
-    p_malignant: float | None = None,
     photo_count: int = 0,
     pdf: bytes | None = None,
     lang: Lang = "fr",
@@ -200,8 +198,9 @@ def fhir_diagnostic_report(
     """An HL7 FHIR R4 ``DiagnosticReport`` resource for the patient's record, as a JSON dict.
 
     The status is ``final`` once a senior has validated the report, else ``preliminary``. The
-    patient is referred to by pseudonym only. The AI score, when there is one, is stated in the
-    narrative as decision support, never as the conclusion. ``pdf``, when given, is embedded as the
+    patient is referred to by pseudonym only. It carries the experts' answer and nothing of the
+    model's output (score, version): it goes to the requesting GP and the patient's record, and a
+    GP never sees the model's output (docs/access.md). ``pdf``, when given, is embedded as the
     ``presentedForm``.
     """
     sentence = conduct_sentence(content.conduct, content.interval, lang)
@@ -265,12 +264,6 @@ def fhir_diagnostic_report(
     if photo_count:
         notes.append(
             f"{photo_count} photo(s) examinée(s)" if lang == "fr" else f"{photo_count} photo(s)"
-        )
-    if model_version is not None and p_malignant is not None:
-        notes.append(
-            f"Aide à la décision {model_version} : p(malin) {p_malignant:.2f}"
-            if lang == "fr"
-            else f"Decision support {model_version}: p(malignant) {p_malignant:.2f}"
         )
     if notes:
         resource["text"] = {

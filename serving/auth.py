@@ -25,9 +25,10 @@ import hashlib
 import hmac
 import logging
 import math
+import re
 import secrets
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -60,6 +61,7 @@ TOKEN_ISSUED = "auth.token_issued"
 TOKEN_REVOKED = "auth.token_revoked"
 ACCOUNT_CREATED = "account.create"
 ACCOUNT_DISABLED = "account.disable"
+ACCOUNT_UPDATED = "account.update"
 PASSWORD_RESET = "account.password_reset"
 
 
@@ -108,14 +110,48 @@ def to_user(account: UserAccount) -> User:
     )
 
 
+#: The account fields that say who a person is (a requester's requests carry them): editable by
+#: an administrator or by the person themself, never by a request body.
+IDENTITY_FIELDS = ("name", "organisation", "rpps", "email", "phone")
+RPPS_PATTERN = re.compile(r"^\d{11}$")
+#: Not a login: ``/api/v1/users/me`` means the signed-in person.
+RESERVED_LOGINS = frozenset({"me"})
+
+
+def _check_identity(session: Session, user: User) -> None:
+    """Refuse an identity an account may not have: a requester without the RPPS number and the
+    practice their requests go out under, a malformed RPPS number, or one another account holds
+    (an RPPS number names one professional: two accounts with it would let one sign as the other).
+    """
+    if not user.name.strip() or len(user.name) > 120:
+        raise AccountError("name: 1 to 120 characters")
+    if len(user.organisation) > 160:
+        raise AccountError("organisation: 160 characters at most")
+    if len(user.email) > 254 or len(user.phone or "") > 32:
+        raise AccountError("e-mail: 254 characters at most; phone: 32 at most")
+    if user.rpps is not None and not RPPS_PATTERN.match(user.rpps):
+        raise AccountError("RPPS number: 11 digits")
+    if user.role is Role.requester and not (user.rpps and user.organisation.strip()):
+        raise AccountError("a requester needs an RPPS number and a practice (organisation)")
+    if user.rpps is not None:
+        holder = session.scalar(
+            select(UserAccount.id).where(UserAccount.rpps == user.rpps, UserAccount.id != user.id)
+        )
+        if holder is not None:
+            raise AccountError(f"RPPS number {user.rpps} belongs to another account")
+
+
 def create_account(session: Session, user: User, password: str, *, now: datetime) -> UserAccount:
     """A new active account for ``user`` (its ``id`` is the login)."""
     if not user.id or set(user.id) - LOGIN_CHARS or len(user.id) > 64:
         raise AccountError("login: lower-case letters, digits, '-', '_' or '.', 64 at most")
+    if user.id in RESERVED_LOGINS:
+        raise AccountError(f"login {user.id!r} is reserved")
     if user.role is Role.system:
         raise AccountError("the system role is the service's own, not a person's")
     if user.role in (Role.first_reader, Role.senior, Role.requester) and not user.centre:
         raise AccountError(f"a {user.role.value} needs a centre")
+    _check_identity(session, user)
     if len(password) < MIN_PASSWORD_CHARS:
         raise AccountError(f"password: {MIN_PASSWORD_CHARS} characters at least")
     if session.get(UserAccount, user.id) is not None:
@@ -138,6 +174,37 @@ def create_account(session: Session, user: User, password: str, *, now: datetime
     session.flush()
     logger.info("account %s created (%s)", user.id, user.role.value)
     return account
+
+
+def _clean(field: str, value: str | None) -> str | None:
+    """An identity field as stored: trimmed; an optional one (RPPS, phone) left empty is none."""
+    text = (value or "").strip()
+    return (text or None) if field in ("rpps", "phone") else text
+
+
+def update_identity(session: Session, login: str, changes: Mapping[str, str | None]) -> list[str]:
+    """Change the identity of account ``login`` (:data:`IDENTITY_FIELDS` only: name, practice,
+    RPPS number, e-mail, phone) and return the names of the fields that changed.
+
+    Requests sent from now on carry the new identity; those already sent keep the name and
+    practice they were sent under (``serving.case_service.create_case``).
+    """
+    account = session.get(UserAccount, login)
+    if account is None:
+        raise AccountError(f"no account {login!r}")
+    unknown = sorted(set(changes) - set(IDENTITY_FIELDS))
+    if unknown:
+        raise AccountError(f"not identity fields: {', '.join(unknown)}")
+    current = to_user(account)
+    updated = replace(current, **{key: _clean(key, value) for key, value in changes.items()})
+    _check_identity(session, updated)
+    changed = [key for key in IDENTITY_FIELDS if getattr(updated, key) != getattr(current, key)]
+    for key in changed:
+        setattr(account, key, getattr(updated, key))
+    session.flush()
+    if changed:
+        logger.info("account %s: %s changed", login, ", ".join(changed))
+    return changed
 
 
 def disable_account(session: Session, login: str, *, now: datetime) -> UserAccount:

@@ -39,6 +39,7 @@ from pipeline.workflow import (
     transition,
 )
 from serving import audit
+from serving.auth import lookup_user
 from serving.db.models import Case, Event, Message, Photo, Report
 from serving.storage import PhotoStore, write_for_session
 from serving.users import User
@@ -97,6 +98,11 @@ _TEXT = {
     "message_long": {
         "fr": "Message trop long (4000 caractères au plus).",
         "en": "Message too long (at most 4000 characters).",
+    },
+    "no_rpps": {
+        "fr": "Votre compte n'a pas de numéro RPPS : demandez à l'administrateur de DermTriage "
+        "de le renseigner.",
+        "en": "Your account has no RPPS number: ask the DermTriage administrator to add it.",
     },
 }
 
@@ -258,10 +264,16 @@ def create_case(
     :func:`serving.storage.write_for_session`). A photo that fails quality is still accepted (the
     GP was warned on the form); the case is then flagged for a human look. ``idempotency_key``
     (unique per requester) and ``request_sha256`` let a retried upload find this case.
+
+    Who requests is ``user``'s account, never the request: the case keeps the account's name and
+    practice as they are at submission; its RPPS number (a professional's for life) is read from
+    the account when shown (:func:`requester_identity`). An account without one may not submit.
     """
     _require_role(user, (Role.requester,), "submit a request")
     if not user.centre:
         raise ForbiddenError("this account has no resource centre to send cases to")
+    if not user.rpps:
+        raise InvalidRequestError({"requester": _TEXT["no_rpps"][lang]})
     if not 1 <= len(photos) <= MAX_PHOTOS:
         raise InvalidRequestError({"photos": _TEXT["photo_count"][lang]})
     from pipeline.quality import assess_bytes
@@ -292,8 +304,8 @@ def create_case(
         submitted_at=now,
         updated_at=now,
         requester_id=user.id,
-        requester_name=questionnaire.requester.name,
-        requester_organisation=questionnaire.requester.organisation,
+        requester_name=user.name,
+        requester_organisation=user.organisation,
         centre=user.centre,
         patient_pseudonym=questionnaire.patient_pseudonym,
         questionnaire=questionnaire.model_dump(mode="json"),
@@ -357,6 +369,43 @@ def get_case(session: Session, case_id: int, user: User, *, for_update: bool = F
 
 def can_see(user: User, case: Case) -> bool:
     return can(user, Permission.read_case, case)
+
+
+@dataclass(frozen=True)
+class RequesterIdentity:
+    """Who sent a case, as its pages show it: so the answer reaches the right professional."""
+
+    name: str
+    organisation: str
+    rpps: str | None
+    email: str | None
+    phone: str | None
+
+
+def requester_identity(session: Session, case: Case) -> RequesterIdentity:
+    """The requester of ``case``: name and practice as the case stored them at submission, RPPS
+    number and contact details from the requester's account (disabled ones too).
+
+    Cases sent before identities came from accounts keep what they stored: the ``requester``
+    section their questionnaire carried.
+    """
+    stored = case.questionnaire.get("requester")
+    if isinstance(stored, dict):
+        return RequesterIdentity(
+            name=str(stored.get("name") or case.requester_name),
+            organisation=str(stored.get("organisation") or case.requester_organisation),
+            rpps=stored.get("rpps"),
+            email=stored.get("email"),
+            phone=stored.get("phone"),
+        )
+    account = lookup_user(session, case.requester_id)
+    return RequesterIdentity(
+        name=case.requester_name,
+        organisation=case.requester_organisation,
+        rpps=account.rpps if account else None,
+        email=account.email if account else None,
+        phone=account.phone if account else None,
+    )
 
 
 def start_review(session: Session, case: Case, user: User, now: datetime) -> None:

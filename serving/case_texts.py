@@ -156,6 +156,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "section_question": "Votre question",
         "section_photos": "Photos",
         "section_requester": "Vos coordonnées",
+        "requester_from_account": "Votre demande part sous l'identité de votre compte. Pour la "
+        "corriger, demandez à l'administrateur de DermTriage.",
         "photo_close_up_help": "Vue rapprochée de la lésion, nette, bien éclairée (obligatoire).",
         "photo_dermoscopy_help": "Image dermoscopique si vous disposez d'un dermatoscope.",
         "photo_wide_help": "Vue large pour situer la lésion sur le corps.",
@@ -345,6 +347,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "section_question": "Your question",
         "section_photos": "Photos",
         "section_requester": "Your details",
+        "requester_from_account": "Your request goes out under your account's identity. To "
+        "correct it, ask the DermTriage administrator.",
         "photo_close_up_help": "Sharp, well-lit close-up of the lesion (required).",
         "photo_dermoscopy_help": "Dermoscopic image if you have a dermatoscope.",
         "photo_wide_help": "Wide view showing where the lesion is on the body.",

@@ -122,7 +122,8 @@ def choose_images(
     return sorted(spread, key=lambda c: -c.days_ago)
 
 
-def questionnaire_for(pick: DemoCase, number: int, user: User, rng: random.Random) -> dict:
+def questionnaire_for(pick: DemoCase, number: int, rng: random.Random) -> dict:
+    """The GP's answers for a demo case (who sends it is the requester's account)."""
     malignant = pick.dx in ("mel", "bcc", "akiec")
     changed = rng.random() < (0.7 if pick.dx == "mel" else 0.3 if malignant else 0.1)
     return {
@@ -143,13 +144,6 @@ def questionnaire_for(pick: DemoCase, number: int, user: User, rng: random.Rando
         "treatments": rng.choice(["", "", "Ramipril 5 mg", "Metformine", "Lévothyrox"]),
         "allergies": rng.choice(["", "", "", "Pénicilline"]),
         "clinical_question": QUESTIONS[pick.dx].format(site=SITE_WORDS.get(pick.site, "")),
-        "requester": {
-            "name": user.name,
-            "rpps": user.rpps,
-            "organisation": user.organisation,
-            "email": user.email,
-            "phone": user.phone,
-        },
     }
 
 
@@ -213,7 +207,7 @@ def _create(
     user = find_user(pick.requester)
     assert user is not None
     image = settings.dataset_dir / "images" / f"{pick.image_id}.jpg"
-    questionnaire = parse_questionnaire(questionnaire_for(pick, number, user, rng))
+    questionnaire = parse_questionnaire(questionnaire_for(pick, number, rng))
     photos = [svc.PhotoUpload(image.read_bytes(), "dermoscopy")]
     with database.session() as session:
         case = svc.create_case(

@@ -1,7 +1,8 @@
 """A case's report for other systems: the HL7 FHIR R4 DiagnosticReport, PDF embedded.
 
 The FHIR resource itself is built by the pure :func:`pipeline.report.fhir_diagnostic_report`; this
-module only reads the case's rows and the directory entries of the people who signed it.
+module only reads the case's rows and the directory entries of the people who signed it. Like the
+PDF, it carries the experts' answer and nothing of the model's output.
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ def fhir_report(
         if report.validated_by_id
         else None
     )
-    score = case.case_score
     return fhir_diagnostic_report(
         case_id=case.id,
         patient_pseudonym=case.patient_pseudonym,
@@ -50,8 +50,6 @@ def fhir_report(
         content=content,
         author=_practitioner(session, report.author_id, report.author_name),
         validator=validator,
-        model_version=score.model_version if score else None,
-        p_malignant=score.p_malignant if score else None,
         photo_count=len(case.photos),
         pdf=report_pdf(case, lang, store=store),
         lang=lang,

@@ -1,9 +1,11 @@
 """The report as a PDF for the requesting GP and the patient record (fpdf2, no external service).
 
 One A4 page in the reader's language: who asked and about whom (pseudonym only), the photos, the
-conduct to hold in a highlighted box, the expert's text, who wrote and who validated it, and, as
-decision support only, the model's score with its version. Fonts are the DejaVu faces that ship
-with matplotlib, so accents and every French character render without system fonts.
+conduct to hold in a highlighted box, the expert's text, who wrote and who validated it. Nothing of
+the model's output (score, probabilities, version): the document goes to the requesting GP and
+the patient's record, and a GP never sees the model's output (docs/access.md). Fonts are the
+DejaVu faces that ship with matplotlib, so accents and every French character render without
+system fonts.
 """
 
 from __future__ import annotations
@@ -53,7 +55,6 @@ TEXT = {
         "validated": "Validé par",
         "not_validated": "Non encore validé par un senior",
         "on": "le",
-        "ai": "Aide à la décision (ne remplace pas l'avis de l'expert)",
         "status": "Statut",
         "photos": "Photos transmises",
         "footer": "DermTriage - document généré le {when} - page {page}/{pages}",
@@ -75,7 +76,6 @@ TEXT = {
         "validated": "Validated by",
         "not_validated": "Not yet validated by a senior",
         "on": "on",
-        "ai": "Decision support (does not replace the expert's opinion)",
         "status": "Status",
         "photos": "Photos sent",
         "footer": "DermTriage - generated on {when} - page {page}/{pages}",
@@ -212,17 +212,6 @@ def report_pdf(
             pdf.image(io.BytesIO(data), x=x, y=y, w=side, h=side, keep_aspect_ratio=True)
             x += side + 4
         pdf.set_y(y + side + 3)
-
-    score = case.case_score
-    if score is not None:
-        pdf.ln(2)
-        pdf.set_font("DejaVu", "", 8)
-        pdf.set_text_color(*MUTED)
-        pdf.multi_cell(
-            0, 4.5, f"{t['ai']}{' : ' if lang == 'fr' else ': '}{score.model_version}, "
-            f"p = {score.p_malignant:.2f}",
-            new_x="LMARGIN", new_y="NEXT",
-        )  # fmt: skip
     return bytes(pdf.output())
 
 

@@ -50,7 +50,7 @@ DEMO_USERS: tuple[User, ...] = (
         role=Role.requester,
         organisation="Cabinet médical des Lilas, Lyon",
         email="claire.martin@example.fr",
-        rpps="10101234567",
+        rpps="10101234564",
         phone="04 72 00 00 01",
         centre=LYON,
     ),
@@ -60,7 +60,7 @@ DEMO_USERS: tuple[User, ...] = (
         role=Role.requester,
         organisation="Maison de santé de Villeurbanne",
         email="paul.leroy@example.fr",
-        rpps="10109876543",
+        rpps="10109876549",
         phone="04 78 00 00 02",
         centre=LYON,
     ),
@@ -70,7 +70,7 @@ DEMO_USERS: tuple[User, ...] = (
         role=Role.first_reader,
         organisation="Centre de ressources en dermatologie, Lyon",
         email="sophie.bernard@example.fr",
-        rpps="10100000011",
+        rpps="10100000115",
         centre=LYON,
     ),
     User(
@@ -79,7 +79,7 @@ DEMO_USERS: tuple[User, ...] = (
         role=Role.first_reader,
         organisation="Centre de ressources en dermatologie, Lyon",
         email="minh.nguyen@example.fr",
-        rpps="10100000012",
+        rpps="10100000123",
         centre=LYON,
     ),
     User(
@@ -88,7 +88,7 @@ DEMO_USERS: tuple[User, ...] = (
         role=Role.senior,
         organisation="Centre de ressources en dermatologie, Lyon",
         email="helene.dubois@example.fr",
-        rpps="10100000021",
+        rpps="10100000214",
         centre=LYON,
     ),
     User(
@@ -97,7 +97,7 @@ DEMO_USERS: tuple[User, ...] = (
         role=Role.senior,
         organisation="Centre de ressources en dermatologie, Lyon",
         email="marc.garnier@example.fr",
-        rpps="10100000022",
+        rpps="10100000222",
         centre=LYON,
     ),
     User(
@@ -106,7 +106,7 @@ DEMO_USERS: tuple[User, ...] = (
         role=Role.first_reader,
         organisation="Centre de ressources en dermatologie, Grenoble",
         email="anne.roux@example.fr",
-        rpps="10100000031",
+        rpps="10100000313",
         centre=GRENOBLE,
     ),
     User(

@@ -1,8 +1,11 @@
-"""``dermtriage users create|disable|password|list``: manage sign-in accounts from the command line.
+"""``dermtriage users create|update|disable|password|list``: manage sign-in accounts from the
+command line.
 
 The password is read from a hidden prompt (typed twice) or, for scripts, from standard input with
 ``--password-stdin``; it never appears on the command line, where ``ps`` and shell history would
-keep it. Disabling an account also revokes its sessions and API tokens at once.
+keep it. Disabling an account also revokes its sessions and API tokens at once. ``update`` corrects
+an account's identity (name, practice, RPPS number, e-mail, phone): a GP's requests carry it, never
+what a request body says. A requester needs an RPPS number and a practice.
 Exit codes: 0 done, 2 refused (taken login, weak password, unknown account...).
 """
 
@@ -32,16 +35,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     create.add_argument("--name", required=True, help="as shown to others, e.g. 'Dr Anne Roux'")
     create.add_argument("--role", required=True, choices=PERSON_ROLES)
     create.add_argument("--email", required=True)
-    create.add_argument("--organisation", default="", help="practice or institution")
+    create.add_argument(
+        "--organisation", default="", help="practice or institution (requesters: required)"
+    )
     create.add_argument(
         "--centre", default=None, help="resource centre id (experts, requesters), e.g. crd-lyon"
     )
-    create.add_argument("--rpps", default=None, help="11-digit RPPS number (clinicians)")
+    create.add_argument(
+        "--rpps", default=None, help="11-digit RPPS number (clinicians; requesters: required)"
+    )
     create.add_argument("--phone", default=None)
     create.add_argument(
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     create.set_defaults(func=run_create)
+
+    update = actions.add_parser(
+        "update", help="correct an account's identity (name, practice, RPPS, e-mail, phone)"
+    )
+    update.add_argument("login")
+    update.add_argument("--name")
+    update.add_argument("--organisation", help="practice or institution")
+    update.add_argument("--rpps", help="11-digit RPPS number ('' to remove)")
+    update.add_argument("--email")
+    update.add_argument("--phone", help="('' to remove)")
+    update.set_defaults(func=run_update)
 
     disable = actions.add_parser("disable", help="stop an account signing in; revoke its tokens")
     disable.add_argument("login")
@@ -118,6 +136,37 @@ def run_create(args: argparse.Namespace) -> int:
     finally:
         database.dispose()
     print(f"created {args.login} ({args.role})")
+    return 0
+
+
+def run_update(args: argparse.Namespace) -> int:
+    from serving import audit, auth
+
+    changes = {
+        field: getattr(args, field)
+        for field in auth.IDENTITY_FIELDS
+        if getattr(args, field) is not None
+    }
+    if not changes:
+        print("refused: nothing to change (--name, --organisation, --rpps, --email, --phone)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_REFUSED
+    database = _database()
+    try:
+        with database.session() as session:
+            now = datetime.now(UTC)
+            changed = auth.update_identity(session, args.login, changes)
+            if changed:
+                audit.record(
+                    session, _operator(), auth.ACCOUNT_UPDATED,
+                    details={"login": args.login, "fields": changed}, at=now,
+                )  # fmt: skip
+    except auth.AccountError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        database.dispose()
+    print(f"updated {args.login}: {', '.join(changed) or 'nothing changed'}")
     return 0
 
 

@@ -6,7 +6,11 @@
 - ``POST /api/v1/auth/token``: login + password in JSON, a bearer token out;
   ``DELETE /api/v1/auth/token`` revokes the token that authenticates the call;
   ``GET /api/v1/auth/me``: who the token or session belongs to.
-- ``/api/v1/users``: list, create and disable accounts (admins only).
+- ``/api/v1/users``: list, create and disable accounts (admins only); ``PATCH
+  /api/v1/users/{login}`` (admins) and ``PATCH /api/v1/users/me`` (the person themself) change an
+  account's identity: name, practice, RPPS number, e-mail, phone. A requester's requests carry it
+  (never what a request body says), so this is where a GP's identity is corrected.
+
 
 Failed sign-ins are rate limited (429) by :func:`serving.auth.authenticate`; see docs/access.md.
 Sign-ins (failed ones too), sign-outs, token issue and revocation and account changes go to the
@@ -21,7 +25,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.access import Permission
 from pipeline.workflow import Role
@@ -230,12 +234,14 @@ class UserOut(BaseModel):
     organisation: str
     centre: str | None
     email: str
+    rpps: str | None = None
+    phone: str | None = None
 
 
 def _user_out(user: User) -> UserOut:
     return UserOut(
         id=user.id, name=user.name, role=user.role, organisation=user.organisation,
-        centre=user.centre, email=user.email,
+        centre=user.centre, email=user.email, rpps=user.rpps, phone=user.phone,
     )  # fmt: skip
 
 
@@ -338,6 +344,59 @@ def create_user(body: NewUser, user: CurrentUser, session: SessionDep, now: Now)
     details = {"login": account.id, "role": account.role}
     audit.record(session, user, auth.ACCOUNT_CREATED, details=details, at=now)
     return _account_out(account)
+
+
+class IdentityIn(BaseModel):
+    """New values for an account's identity; fields left out keep theirs. Role, centre and login
+    are not identity: an administrator decides them when creating the account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=120)
+    organisation: str | None = Field(default=None, max_length=160)
+    rpps: str | None = Field(default=None, pattern=r"^\d{11}$")
+    email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, max_length=32)
+
+
+def _update_identity(
+    session: Any, actor: User, login: str, body: IdentityIn, now: datetime
+) -> AccountOut:
+    """Apply ``body`` to ``login``'s identity; 404 no such account, 422 refused (a requester
+    without RPPS or practice, an RPPS number another account holds). The audit trail names the
+    fields that changed, never their values."""
+    try:
+        changed = auth.update_identity(session, login, body.model_dump(exclude_unset=True))
+    except auth.AccountError as exc:
+        missing = session.get(UserAccount, login) is None
+        code = status.HTTP_404_NOT_FOUND if missing else status.HTTP_422_UNPROCESSABLE_CONTENT
+        raise HTTPException(code, str(exc)) from exc
+    if changed:
+        details = {"login": login, "fields": changed}
+        audit.record(session, actor, auth.ACCOUNT_UPDATED, details=details, at=now)
+    account = session.get(UserAccount, login)
+    return _account_out(account)
+
+
+@router.patch("/api/v1/users/me", response_model=AccountOut)
+def update_my_identity(
+    body: IdentityIn, user: CurrentUser, session: SessionDep, now: Now
+) -> AccountOut:
+    """Correct one's own name, practice, RPPS number, e-mail or phone (every signed-in person).
+
+    A GP's requests carry this identity; the ones already sent keep the name and practice they
+    were sent under.
+    """
+    return _update_identity(session, user, user.id, body, now)
+
+
+@router.patch("/api/v1/users/{login}", response_model=AccountOut)
+def update_identity(
+    login: str, body: IdentityIn, user: CurrentUser, session: SessionDep, now: Now
+) -> AccountOut:
+    """An administrator corrects someone's name, practice, RPPS number, e-mail or phone."""
+    require(Permission.manage_users, user)
+    return _update_identity(session, user, login, body, now)
 
 
 @router.post("/api/v1/users/{login}/disable", response_model=AccountOut)

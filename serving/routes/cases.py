@@ -21,7 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from pipeline.access import Permission
+from pipeline.access import Permission, can
 from pipeline.priority import Priority, Tier
 from pipeline.questionnaire import QuestionnaireError, parse_questionnaire
 from pipeline.report import ReportError, parse_report
@@ -118,7 +118,15 @@ def score_out(case: Case) -> dict[str, Any] | None:
     }
 
 
-def case_summary(case: Case, priority: Priority | None, lang: str) -> dict[str, Any]:
+def sees_triage(user: User) -> bool:
+    """Whether ``user`` may see the model's output (score, probabilities, uncertainty, version,
+    saliency) and the priority computed from it: experts and auditors, never the requester."""
+    return can(user, Permission.read_triage)
+
+
+def case_summary(case: Case, user: User, priority: Priority | None, lang: str) -> dict[str, Any]:
+    """A case as the worklist and the GP's list show it; triage data only for who may see it."""
+    triage = sees_triage(user)
     return {
         "id": case.id,
         "status": case.status,
@@ -126,8 +134,8 @@ def case_summary(case: Case, priority: Priority | None, lang: str) -> dict[str, 
         "patient_pseudonym": case.patient_pseudonym,
         "requester": {"id": case.requester_id, "name": case.requester_name},
         "scoring_state": case.scoring_state,
-        "score": score_out(case),
-        "priority": priority_out(priority, lang) if priority else None,
+        "score": score_out(case) if triage else None,
+        "priority": priority_out(priority, lang) if priority and triage else None,
         "photos": [
             {
                 "id": p.id,
@@ -159,7 +167,8 @@ def report_out(case: Case, user: User) -> dict[str, Any] | None:
 
 
 def case_detail(case: Case, user: User, priority: Priority | None, lang: str) -> dict[str, Any]:
-    out = case_summary(case, priority, lang)
+    out = case_summary(case, user, priority, lang)
+    triage = sees_triage(user)
     by_photo = {s.photo_id: s for s in case.current_scores}
     out.update(
         questionnaire=case.questionnaire,
@@ -183,7 +192,7 @@ def case_detail(case: Case, user: User, priority: Priority | None, lang: str) ->
                         "model_version": by_photo[p.id].model_version,
                         "saliency_url": f"/api/v1/cases/{case.id}/photos/{p.id}/saliency",
                     }
-                    if p.id in by_photo and user.is_expert
+                    if p.id in by_photo and triage
                     else None
                 ),
             }
@@ -202,9 +211,6 @@ def case_detail(case: Case, user: User, priority: Priority | None, lang: str) ->
         ],
         report=report_out(case, user),
     )
-    if not user.is_expert:  # the requester sees the answer, not the triage machinery
-        out["score"] = None
-        out["priority"] = None
     return out
 
 
@@ -355,7 +361,7 @@ def list_cases(
             cases = svc.my_requests(session, user)
             audit.record_listing(session, user, audit.REQUESTS_READ, cases, via="api")
             return {
-                "items": [case_summary(c, None, lang) for c in cases],
+                "items": [case_summary(c, user, None, lang) for c in cases],
                 "total": len(cases),
                 "page": 1,
                 "pages": 1,
@@ -377,7 +383,7 @@ def list_cases(
     shown = [r.case for r in result.rows]
     audit.record_listing(session, user, audit.WORKLIST_READ, shown, via="api")
     return {
-        "items": [case_summary(r.case, r.priority, lang) for r in result.rows],
+        "items": [case_summary(r.case, user, r.priority, lang) for r in result.rows],
         "total": result.total,
         "page": result.page,
         "pages": result.pages,
@@ -442,7 +448,7 @@ def read_saliency(
 ) -> Response:
     """The Grad-CAM overlay of the photo's current score (experts of the case's centre,
     auditors; not the requester, who never sees the model's output)."""
-    if user.role is Role.requester:
+    if not sees_triage(user):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "experts only")
     case, photo = _photo(session, case_id, photo_id, user)
     score = next((s for s in case.current_scores if s.photo_id == photo.id), None)

@@ -288,6 +288,7 @@ def _case_page(
         active="worklist",
         case=case,
         priority=svc.priority_of(case, now, settings.review_deadline_hours),
+        requester=svc.requester_identity(session, case),
         photo_scores={s.photo_id: s for s in case.current_scores},
         actions=[a.value for a in available_actions(Status(case.status), user.role)],
         conducts=list(Conduct),
@@ -372,6 +373,7 @@ def report_form(
     diagnosis: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
 ) -> Response:
+    _expert_only(user)  # a refused report shows the experts' case page: never to a requester
     lang = page_lang(request, settings)
     values = {"conduct": conduct, "interval": interval, "diagnosis": diagnosis, "text": text}
     try:
@@ -469,15 +471,9 @@ def _new_request_page(
 
 @router.get("/gp/requests/new", response_class=HTMLResponse)
 def new_request_page(request: Request, user: PageUser, settings: SettingsDep) -> HTMLResponse:
+    """The GP's form; who sends it is shown read-only from the account, never asked."""
     _requester_only(user)
-    values = {
-        "requester_name": user.name,
-        "requester_rpps": user.rpps or "",
-        "requester_organisation": user.organisation,
-        "requester_email": user.email,
-        "requester_phone": user.phone or "",
-    }
-    return _new_request_page(request, user, page_lang(request, settings), values=values, errors={})
+    return _new_request_page(request, user, page_lang(request, settings), values={}, errors={})
 
 
 PHOTO_FIELDS = (("photo_close_up", "close_up"), ("photo_dermoscopy", "dermoscopy"),
@@ -559,6 +555,7 @@ def request_page(
         user,
         active="my_requests",
         case=case,
+        requester=svc.requester_identity(session, case),
         steps=_steps(case, lang),
         answer_visible=Status(case.status) in ANSWER_VISIBLE and case.report is not None,
         notice=NOTICES[lang].get(request.query_params.get("done", "")),

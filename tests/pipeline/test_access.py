@@ -66,9 +66,14 @@ def test_a_case_without_a_centre_is_no_experts() -> None:
 
 GLOBAL_RULES = {
     Role.requester: {Permission.submit_case},
-    Role.first_reader: {Permission.read_worklist, Permission.read_stats},
-    Role.senior: {Permission.read_worklist, Permission.read_stats},
-    Role.auditor: {Permission.read_worklist, Permission.read_stats, Permission.read_models},
+    Role.first_reader: {Permission.read_worklist, Permission.read_triage, Permission.read_stats},
+    Role.senior: {Permission.read_worklist, Permission.read_triage, Permission.read_stats},
+    Role.auditor: {
+        Permission.read_worklist,
+        Permission.read_triage,
+        Permission.read_stats,
+        Permission.read_models,
+    },
     Role.data_scientist: {Permission.read_stats, Permission.read_models},
     Role.admin: {Permission.manage_users, Permission.read_stats, Permission.read_models},
     Role.system: set(),
@@ -86,6 +91,14 @@ def test_only_admins_manage_users_and_data_scientists_never_see_a_case() -> None
     assert [r for r in Role if can(Person("x", r), Permission.manage_users)] == [Role.admin]
     for centre in ("crd-lyon", "crd-grenoble", None):
         assert not can(DATA_SCIENTIST, Permission.read_case, CaseStub("ds-petit", centre))
+
+
+def test_a_requester_never_reads_the_models_output() -> None:
+    """Scores, probabilities, model version, saliency and the priority made from them are the
+    experts' (and auditors') triage tools; the GP gets the experts' answer, never the model's."""
+    readers = [r for r in Role if can(Person("x", r, "crd-lyon"), Permission.read_triage)]
+    assert readers == [Role.first_reader, Role.senior, Role.auditor]
+    assert not can(GP, Permission.read_triage)
 
 
 def test_a_case_permission_without_a_case_is_a_programming_error() -> None:

@@ -29,13 +29,6 @@ def valid() -> dict[str, Any]:
         "clinical_question": "Lésion pigmentée du dos qui grandit, mélanome ?",
         "treatments": "Ramipril",
         "allergies": "",
-        "requester": {
-            "name": "Dr Claire Martin",
-            "rpps": "10101234567",
-            "organisation": "Cabinet médical des Lilas",
-            "email": "claire.martin@example.fr",
-            "phone": "",
-        },
     }
 
 
@@ -44,13 +37,11 @@ def test_a_complete_questionnaire_is_accepted() -> None:
     assert q.fitzpatrick is Fitzpatrick.II
     assert q.body_site is BodySite.back
     assert q.recent_change and not q.itching
-    assert q.requester.phone is None
 
 
 def test_every_faulty_field_is_reported_at_once_with_its_path() -> None:
     data = valid()
     data.update(age=150, fitzpatrick="VII", patient_pseudonym="Jean Dupont", clinical_question="?")
-    data["requester"] = {**data["requester"], "rpps": "12AB", "email": "nope"}
     del data["sex"]
     with pytest.raises(QuestionnaireError) as info:
         parse_questionnaire(data, lang="en")
@@ -61,11 +52,8 @@ def test_every_faulty_field_is_reported_at_once_with_its_path() -> None:
         "patient_pseudonym",
         "clinical_question",
         "sex",
-        "requester.rpps",
-        "requester.email",
     }
     assert errors["age"] == "Must be at most 120."
-    assert errors["requester.rpps"] == "The RPPS number has 11 digits."
     assert errors["sex"] == "This field is required."
 
 
@@ -81,6 +69,15 @@ def test_unknown_fields_are_refused_rather_than_silently_dropped() -> None:
     with pytest.raises(QuestionnaireError) as info:
         parse_questionnaire({**valid(), "patient_name": "Jean Dupont"})
     assert "patient_name" in info.value.errors
+
+
+def test_a_requester_section_is_dropped_unread() -> None:
+    """Who sends the request is the signed-in account: a body naming a colleague (name, RPPS,
+    practice), even a malformed one, sets nothing; older clients that send it still work."""
+    colleague = {"name": "Dr Paul Leroy", "rpps": "10109876543", "organisation": "MSP"}
+    q = parse_questionnaire({**valid(), "requester": colleague})
+    assert "requester" not in q.model_dump()
+    assert parse_questionnaire({**valid(), "requester": "?"}) == parse_questionnaire(valid())
 
 
 def test_an_html_form_maps_onto_the_questionnaire() -> None:
@@ -101,7 +98,9 @@ def test_an_html_form_maps_onto_the_questionnaire() -> None:
     }
     q = parse_questionnaire(from_form(form))
     assert q.age == 41 and q.bleeding and not q.changed_size
-    assert q.requester.phone == "01 23 45 67 89"
+    # A forged form field naming someone is not part of the questionnaire: the identity is the
+    # account's (serving.case_service.create_case).
+    assert "requester" not in q.model_dump()
 
 
 def test_answers_have_french_and_english_labels() -> None:

@@ -66,8 +66,6 @@ def build(validated: bool, pdf: bytes | None = None) -> dict:
         content=content,
         author=Practitioner("u-reader", "Dr Bernard", rpps="10100000001"),
         validator=Practitioner("u-senior", "Pr Dubois") if validated else None,
-        model_version="dermtriage-classifier/3",
-        p_malignant=0.81,
         photo_count=2,
         pdf=pdf,
     )
@@ -94,7 +92,7 @@ def test_the_fhir_report_carries_conduct_pseudonym_and_no_identity() -> None:
     }
     assert resource["effectiveDateTime"] == "2025-03-03T09:30:00+00:00"
     assert base64.b64decode(resource["presentedForm"][0]["data"]) == b"%PDF-1.4 test"
-    assert "dermtriage-classifier/3" in resource["text"]["div"]
+    assert resource["text"]["div"].endswith("<p>2 photo(s) examinée(s)</p></div>")
     json.dumps(resource)  # plain JSON all the way down
 
 

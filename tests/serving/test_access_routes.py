@@ -106,6 +106,8 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/users"): ADMINS,
     ("POST", "/api/v1/users"): ADMINS,
     ("POST", "/api/v1/users/{login}/disable"): ADMINS,
+    ("PATCH", "/api/v1/users/{login}"): ADMINS,
+    ("PATCH", "/api/v1/users/me"): SIGNED_IN,  # one's own identity
     # audit trail
     ("GET", "/api/v1/audit/events"): AUDIT,
     ("GET", "/api/v1/audit/chain"): AUDIT,
@@ -154,15 +156,12 @@ QUESTIONNAIRE = {
     "patient_pseudonym": "PAT-ACCESS", "age": 61, "sex": "female", "fitzpatrick": "II",
     "body_site": "back", "duration": "1_6_months",
     "clinical_question": "Lésion pigmentée qui grandit : avis ?",
-    "requester": {"name": "Dr Claire Martin", "rpps": "10101234567",
-                  "organisation": "Cabinet des Lilas", "email": "claire.martin@example.fr"},
 }  # fmt: skip
 REPORT = {"conduct": "consultation", "interval": 2, "diagnosis": "Naevus atypique",
           "text": "Exérèse à prévoir."}  # fmt: skip
 PAGE_FORM = {"patient_pseudonym": "PAT-78", "age": "61", "sex": "female", "fitzpatrick": "II",
-             "body_site": "back", "duration": "1_6_months", "clinical_question": "Avis ?",
-             "requester_name": "Dr X", "requester_rpps": "10101234567",
-             "requester_organisation": "Cabinet", "requester_email": "x@example.fr"}  # fmt: skip
+             "body_site": "back", "duration": "1_6_months",
+             "clinical_question": "Lésion pigmentée qui grandit : avis ?"}  # fmt: skip
 NEW_USER = {"id": "dr-new", "name": "Dr New", "role": "auditor", "organisation": "CNIL",
             "email": "new@example.fr", "password": "a long enough password"}  # fmt: skip
 
@@ -214,6 +213,8 @@ class World:
             return {"data": {k: str(v) for k, v in REPORT.items()}}
         if path == "/api/v1/users":
             return {"json": NEW_USER}
+        if path.startswith("/api/v1/users/") and method == "PATCH":
+            return {"json": {"phone": "04 00 00 00 00"}}
         if path == "/api/v1/auth/token":
             return {"json": {"login": "dr-martin", "password": "wrong password"}}
         if path.startswith("/api/") and method != "GET":

@@ -55,12 +55,6 @@ def questionnaire(**overrides: Any) -> dict[str, Any]:
         "changed_size": False,
         "bleeding": False,
         "clinical_question": "Lésion pigmentée du dos, avis sur la conduite à tenir ?",
-        "requester": {
-            "name": "Dr Claire Martin",
-            "rpps": "10101234567",
-            "organisation": "Cabinet médical des Lilas",
-            "email": "claire.martin@example.fr",
-        },
     }
     data.update(overrides)
     return data
@@ -152,17 +146,11 @@ def test_stored_photos_are_sanitised_copies_without_metadata(
 def test_a_questionnaire_with_errors_is_refused_whole_with_field_messages(
     client: TestClient, photo: bytes
 ) -> None:
-    response = submit(
-        client,
-        [photo],
-        age=140,
-        fitzpatrick="VIII",
-        requester={"name": "X", "rpps": "123", "organisation": "Cab", "email": "a@b.fr"},
-    )
+    response = submit(client, [photo], age=140, fitzpatrick="VIII")
     assert response.status_code == 422
     errors = response.json()["detail"]["errors"]
-    assert set(errors) == {"age", "fitzpatrick", "requester.name", "requester.rpps"}
-    assert errors["requester.rpps"] == "Le numéro RPPS compte 11 chiffres."
+    assert set(errors) == {"age", "fitzpatrick"}
+    assert errors["age"] == "Doit être au plus 120."
     english = client.post(
         "/api/v1/cases?lang=en",
         data={"questionnaire": json.dumps(questionnaire(age=-1))},
@@ -234,6 +222,60 @@ def test_a_requester_sees_only_their_own_cases(client: TestClient, photo: bytes)
     assert client.get(photo_url, headers=sign_in(client, GP)).status_code == 404
     own = client.get(f"/api/v1/cases/{mine['id']}", headers=sign_in(client, GP)).json()
     assert own["score"] is None and own["priority"] is None  # triage is for the experts
+
+
+def test_the_requester_is_the_signed_in_account_whatever_the_body_says(
+    client: TestClient, photo: bytes
+) -> None:
+    """Issue 13, finding 4: a GP naming a colleague (name, RPPS, practice) in the body still sends
+    the request as themself; the experts' case page, the API and the worklist's requester filter
+    name the account, and the stored questionnaire holds no identity."""
+    colleague = {"name": "Dr Paul Leroy", "rpps": "10109876549",
+                 "organisation": "Maison de santé", "email": "paul.leroy@example.fr"}  # fmt: skip
+    case = created(client, [photo], requester=colleague)
+    assert case["requester"] == {"id": GP, "name": "Dr Claire Martin"}
+    assert "requester" not in case["questionnaire"]
+    reader = sign_in(client, READER)
+    assert client.get(f"/api/v1/cases/{case['id']}", headers=reader).json()["requester"] == {
+        "id": GP, "name": "Dr Claire Martin"
+    }  # fmt: skip
+    page = client.get(f"/cases/{case['id']}").text  # signed in as the reader
+    assert "Dr Claire Martin" in page and "Cabinet médical des Lilas, Lyon" in page
+    assert '<span id="requester-rpps">10101234564</span>' in page  # her account's RPPS
+    assert "Paul Leroy" not in page and "10109876549" not in page
+    worklist = client.get("/worklist").text
+    assert f'<option value="{GP}"' in worklist and ">Dr Claire Martin</option>" in worklist
+    assert "Paul Leroy" not in worklist
+    assert client.get(f"/api/v1/cases?requester={OTHER_GP}", headers=reader).json()["total"] == 0
+
+
+def test_a_gp_account_without_rpps_cannot_send_a_request(
+    client: TestClient, photo: bytes, settings: Settings
+) -> None:
+    """A request must say which professional sends it: an account created before RPPS numbers
+    were required has to get one (from an administrator) first."""
+    from sqlalchemy import create_engine, text
+
+    sign_in(client, GP)
+    engine = create_engine(settings.sqlalchemy_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE users SET rpps = NULL WHERE id = :id"), {"id": GP})
+    engine.dispose()
+    refused = submit(client, [photo])
+    assert refused.status_code == 422
+    assert "RPPS" in refused.json()["detail"]["errors"]["requester"]
+
+
+def test_a_gp_list_carries_no_model_output(client: TestClient, photo: bytes) -> None:
+    """Issue 13, finding 3: the GP's list of requests showed each case's score (p_malignant,
+    uncertainty, predicted class, model version); like the single case, it shows none."""
+    case = created(client, [photo])
+    assert worker(client).run_once() == 1
+    mine = client.get("/api/v1/cases", headers=sign_in(client, GP)).json()["items"]
+    assert [(i["id"], i["score"], i["priority"]) for i in mine] == [(case["id"], None, None)]
+    assert "test-model/1" not in json.dumps(mine)
+    theirs = client.get("/api/v1/cases", headers=sign_in(client, READER)).json()["items"]
+    assert theirs[0]["score"]["model_version"] == "test-model/1"  # the experts still see it
 
 
 def test_experts_cannot_submit_and_requesters_cannot_read_triage_data(
@@ -518,7 +560,8 @@ def test_the_fhir_export_is_a_valid_final_diagnostic_report(
     assert resource.status == "final"
     assert resource.subject.identifier.value == "PAT-FHIR"
     assert resource.presentedForm[0].contentType == "application/pdf"
-    assert "test-model/1" in response.json()["text"]["div"]
+    # The report goes to the GP and the patient's record: the experts' answer, not the model's.
+    assert "test-model/1" not in response.text and "p(malin" not in response.text
 
 
 def test_statistics_for_experts(client: TestClient, photo: bytes, clock: Clock) -> None:

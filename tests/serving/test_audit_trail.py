@@ -50,12 +50,6 @@ def questionnaire() -> dict[str, Any]:
         "changed_size": True,
         "bleeding": False,
         "clinical_question": "Lésion pigmentée qui s'étend, avis sur l'exérèse ?",
-        "requester": {
-            "name": "Dr Claire Martin",
-            "rpps": "10101234567",
-            "organisation": "Cabinet médical des Lilas",
-            "email": "claire.martin@example.fr",
-        },
     }
 
 

@@ -193,8 +193,6 @@ def _a_case(client: TestClient, photo: bytes) -> int:
         "patient_pseudonym": "PAT-CSRF", "age": 50, "sex": "female", "fitzpatrick": "II",
         "body_site": "back", "duration": "1_6_months",
         "clinical_question": "Lésion pigmentée récente, avis ?",
-        "requester": {"name": "Dr Claire Martin", "rpps": "10101234567",
-                      "organisation": "Cabinet", "email": "claire.martin@example.fr"},
     }  # fmt: skip
     response = client.post(
         "/api/v1/cases",

@@ -4,12 +4,14 @@ A GP submits a case with photos; it appears in the worklist above a lower-risk c
 background worker has scored it with a real trained model, loaded by the service's own loader
 from a real MLflow registry (the suite's shared tiny training run); the reading dermatologist asks a
 question, the GP answers, the dermatologist writes the report, a senior validates it, and the GP
-sees the answer and downloads its PDF. Screenshots of each step go to ``$DERMTRIAGE_SCREENSHOTS``
-when that variable names a folder.
+sees the answer and downloads its PDF. The GP's form shows who sends the request from the account,
+read-only, and nothing the GP sees (pages, PDF) carries the model's output. Screenshots of each
+step go to ``$DERMTRIAGE_SCREENSHOTS`` when that variable names a folder.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import threading
@@ -22,6 +24,7 @@ import httpx
 import pytest
 import uvicorn
 from PIL import Image
+from pypdf import PdfReader
 
 from serving.app import create_app
 from serving.settings import Settings
@@ -107,12 +110,6 @@ def _submit_by_api(base: str, photo: Path) -> int:
         "body_site": "trunk",
         "duration": "over_5_years",
         "clinical_question": "Naevus ancien, contrôle demandé par le patient.",
-        "requester": {
-            "name": "Dr Paul Leroy",
-            "rpps": "10109876543",
-            "organisation": "Maison de santé",
-            "email": "paul.leroy@example.fr",
-        },
     }
     import json
 
@@ -159,6 +156,10 @@ def test_the_whole_journey(
         sign_in_page(gp, base, "dr-martin")
         expect(gp.locator("h1")).to_have_text("Mes demandes d'avis")
         gp.click("text=Nouvelle demande")
+        # Who sends it comes from her account, shown read-only: no field to fill in.
+        expect(gp.locator("#requester-name")).to_have_text("Dr Claire Martin")
+        expect(gp.locator("#requester-rpps")).to_have_text("10101234564")
+        expect(gp.locator("input[name^='requester']")).to_have_count(0)
         gp.fill("#f-patient_pseudonym", "PAT-JOURNEY")
         gp.fill("#f-age", "67")
         gp.select_option("#f-sex", "female")
@@ -206,6 +207,8 @@ def test_the_whole_journey(
         # 3. The reader opens the case, starts reading and asks the GP a question.
         reader.click(f"tr[data-case-id='{case_id}'] a")
         expect(reader.locator("#model-version")).to_have_text("dermtriage-classifier/1")
+        expect(reader.locator("#requester")).to_contain_text("Dr Claire Martin")
+        expect(reader.locator("#requester-rpps")).to_have_text("10101234564")
         reader.click("#start-review")
         expect(reader.locator("#case-status")).to_have_attribute("data-status", "in_review")
         reader.locator(".photo-card .toggle button[data-view='saliency']").first.click()
@@ -250,9 +253,13 @@ def test_the_whole_journey(
             "Consultation dermatologique sous 2 semaines"
         )
         gp.goto(f"{base}/gp/requests/{case_id}")
+        expect(gp.locator("#model-version")).to_have_count(0)
+        assert "dermtriage-classifier" not in gp.content()
         expect(gp.locator("#answer")).to_contain_text("Suspicion de mélanome")
         expect(gp.locator("#answer")).to_contain_text("Validé par Pr Hélène Dubois")
         shot(gp, "5-gp-answer")
         pdf = gp.request.get(base + (gp.locator("#download-pdf").get_attribute("href") or ""))
         assert pdf.ok and pdf.body().startswith(b"%PDF")
+        text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.body())).pages)
+        assert "Suspicion de mélanome" in text and "dermtriage-classifier" not in text
         browser.close()

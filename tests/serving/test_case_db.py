@@ -63,12 +63,6 @@ def questionnaire(pseudonym: str = "PAT-1", **flags: bool) -> Any:
             "body_site": "face",
             "duration": "1_5_years",
             "clinical_question": "Lésion du visage qui saigne : carcinome ?",
-            "requester": {
-                "name": "Dr Claire Martin",
-                "rpps": "10101234567",
-                "organisation": "Cabinet des Lilas",
-                "email": "c.martin@example.fr",
-            },
             **flags,
         }
     )

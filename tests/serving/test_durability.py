@@ -52,12 +52,6 @@ RAW_QUESTIONNAIRE: dict[str, Any] = {
     "body_site": "back",
     "duration": "1_5_years",
     "clinical_question": "Naevus atypique du dos, avis ?",
-    "requester": {
-        "name": "Dr Claire Martin",
-        "rpps": "10101234567",
-        "organisation": "Cabinet des Lilas",
-        "email": "c.martin@example.fr",
-    },
 }
 
 

@@ -27,12 +27,6 @@ QUESTIONNAIRE = {
     "body_site": "back",
     "duration": "6_12_months",
     "clinical_question": "Naevus qui a changé de couleur, avis ?",
-    "requester": {
-        "name": "Dr Claire Martin",
-        "rpps": "10101234567",
-        "organisation": "Cabinet médical des Lilas",
-        "email": "claire.martin@example.fr",
-    },
 }
 
 

@@ -294,12 +294,6 @@ def _questionnaire(i: int) -> dict[str, Any]:
         "changed_size": False,
         "bleeding": False,
         "clinical_question": "Lésion pigmentée, avis sur la conduite à tenir ?",
-        "requester": {
-            "name": "Dr Claire Martin",
-            "rpps": "10101234567",
-            "organisation": "Cabinet médical des Lilas",
-            "email": "claire.martin@example.fr",
-        },
     }
 
 

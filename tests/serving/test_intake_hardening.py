@@ -45,12 +45,6 @@ def questionnaire() -> dict[str, Any]:
         "body_site": "back",
         "duration": "6_12_months",
         "clinical_question": "Lésion pigmentée qui change, avis ?",
-        "requester": {
-            "name": "Dr Claire Martin",
-            "rpps": "10101234567",
-            "organisation": "Cabinet médical des Lilas",
-            "email": "claire.martin@example.fr",
-        },
     }
 
 
@@ -401,10 +395,6 @@ def test_the_gp_form_shows_a_polyglot_refusal_in_french(
         "body_site": "back",
         "duration": "6_12_months",
         "clinical_question": "Avis sur cette lésion pigmentée ?",
-        "requester_name": "Dr Claire Martin",
-        "requester_rpps": "10101234567",
-        "requester_organisation": "Cabinet",
-        "requester_email": "claire.martin@example.fr",
     }
     response = client.post(
         "/gp/requests/new",

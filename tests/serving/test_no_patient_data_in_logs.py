@@ -53,12 +53,6 @@ def questionnaire(**overrides: Any) -> dict[str, Any]:
         "clinical_question": SECRETS["clinical question"],
         "treatments": SECRETS["treatments"],
         "allergies": SECRETS["allergies"],
-        "requester": {
-            "name": "Dr Claire Martin",
-            "rpps": "10101234567",
-            "organisation": "Cabinet médical des Lilas",
-            "email": "claire.martin@example.fr",
-        },
     }
     data.update(overrides)
     return data

@@ -63,12 +63,6 @@ def _submit(client: TestClient, photos: list[bytes]) -> int:
         "changed_size": True,
         "bleeding": False,
         "clinical_question": "Lésion pigmentée qui grandit, avis ?",
-        "requester": {
-            "name": "Dr Claire Martin",
-            "rpps": "10101234567",
-            "organisation": "Cabinet médical des Lilas",
-            "email": "claire.martin@example.fr",
-        },
     }
     files = [("photos", (f"p{i}.jpg", data, "image/jpeg")) for i, data in enumerate(photos)]
     response = client.post(

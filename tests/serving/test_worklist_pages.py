@@ -34,11 +34,6 @@ FORM = {
     "duration": "1_6_months",
     "changed_size": "on",
     "clinical_question": "Lésion pigmentée qui grandit : mélanome ?",
-    "requester_name": "Dr Claire Martin",
-    "requester_rpps": "10101234567",
-    "requester_organisation": "Cabinet des Lilas",
-    "requester_email": "claire.martin@example.fr",
-    "requester_phone": "",
 }
 
 
@@ -94,7 +89,10 @@ def test_a_gp_submits_a_request_and_the_expert_reads_it(
 ) -> None:
     sign_in(client, "dr-martin")
     form = client.get("/gp/requests/new")
-    assert 'value="10101234567"' in form.text  # prefilled from the signed-in GP
+    # Who sends it is shown from the signed-in GP's account, read-only: no field to fill.
+    assert '<dd id="requester-rpps">10101234564</dd>' in form.text
+    assert '<dd id="requester-organisation">Cabinet médical des Lilas, Lyon</dd>' in form.text
+    assert 'name="requester_' not in form.text
     response = send_form(client, clean_photos[0].read_bytes())
     assert response.status_code == 303 and response.headers["location"] == "/gp/requests?done=sent"
     listing = client.get("/gp/requests?done=sent").text
@@ -117,10 +115,9 @@ def test_a_faulty_request_is_shown_again_with_its_errors_and_values(
     client: TestClient, clean_photos: list[Path]
 ) -> None:
     sign_in(client, "dr-martin")
-    response = send_form(client, clean_photos[0].read_bytes(), age="150", requester_rpps="12")
+    response = send_form(client, clean_photos[0].read_bytes(), age="150")
     assert response.status_code == 422
     assert "Doit être au plus 120." in response.text
-    assert "Le numéro RPPS compte 11 chiffres." in response.text
     assert 'value="PAT-77"' in response.text  # what the GP typed is kept
     no_photo = send_form(client, None)
     assert no_photo.status_code == 422 and "Joignez de 1 à 5 photos." in no_photo.text
@@ -186,3 +183,20 @@ def test_the_form_speaks_english_when_asked(client: TestClient, clean_photos: li
     assert response.status_code == 422
     assert "A whole number is expected." in response.text
     assert "New request for an opinion" in response.text
+
+
+def test_a_forged_identity_in_the_form_is_not_the_requester(
+    client: TestClient, clean_photos: list[Path]
+) -> None:
+    """Issue 13, finding 4, through the page: fields naming a colleague posted with the form set
+    nothing; the case is the signed-in GP's and the experts' page names her."""
+    sign_in(client, "dr-martin")
+    forged = {"requester_name": "Dr Paul Leroy", "requester_rpps": "10109876549",
+              "requester_organisation": "Maison de santé de Villeurbanne"}  # fmt: skip
+    assert send_form(client, clean_photos[0].read_bytes(), **forged).status_code == 303
+    sign_in(client, "dr-bernard")
+    worklist = client.get("/worklist").text
+    case_id = int(re.search(r'data-case-id="(\d+)"', worklist).group(1))  # type: ignore[union-attr]
+    page = client.get(f"/cases/{case_id}").text
+    assert "Dr Claire Martin" in page and '<span id="requester-rpps">10101234564</span>' in page
+    assert "Leroy" not in page and "Villeurbanne" not in page and "Leroy" not in worklist
