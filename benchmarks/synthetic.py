@@ -336,3 +336,77 @@ def phone_photo(rgb: np.ndarray, size: tuple[int, int], rng: np.random.Generator
     big *= (1 + 0.03 * texture)[..., None]
     big += (3.0 * grain)[..., None]
     return np.clip(big + 0.5, 0, 255).astype(np.uint8)
+
+
+# --- skin tone and light, as a camera renders them --------------------------------------------
+
+#: Individual typology angle (ITA, degrees) of the simulated dark skin: below -30 is "dark"
+#: (Chardon's classes), about Fitzpatrick V-VI.
+DARK_SKIN_ITA = -35.0
+#: b* (CIELAB yellowness) of the simulated dark skin: measured dark skin sits near 12-20.
+DARK_SKIN_B = 18.0
+
+
+def _specular_mask(rgb: np.ndarray) -> np.ndarray:
+    """Where light is reflected off the skin's surface (sheen, specular spots), 0-1, feathered:
+    near-white in every channel and brighter than its surroundings. Specular reflection does not
+    depend on melanin, so darker skin keeps it as it was."""
+    low = rgb.min(axis=2)
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    radius = max(2, round(0.03 * max(rgb.shape[:2])))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    tophat = cv2.morphologyEx(grey, cv2.MORPH_TOPHAT, kernel)
+    spots = ((low >= 200) & (tophat >= 25)).astype(np.float32)
+    return np.clip(cv2.GaussianBlur(spots, (0, 0), 1.5) * 1.5, 0.0, 1.0)
+
+
+def darker_skin(rgb: np.ndarray, ita: float, rng: np.random.Generator) -> np.ndarray:
+    """The same well-lit photo with darker skin: the skin's ITA lowered to ``ita`` degrees.
+
+    ITA = atan((L* - 50) / b*) in CIELAB. The skin's reference colour is the median L*, a*, b* of
+    the field's lighter 60 % (the lesion is darker). Every pixel's L* is scaled by the factor that
+    takes the reference to the target (so the lesion stays as much darker, in proportion), the
+    skin's b* is set to :data:`DARK_SKIN_B` and its a* moved halfway towards at least 10 (both as a
+    shift, so the lesion keeps its colour difference), and specular sheen (near-white spots
+    brighter than their surroundings) is kept as it was: it is light reflected by the surface,
+    not by melanin. Nothing else is added: no noise, no change of light. It is a simulation, not
+    a photo of dark skin: hair, pen marks and shadows are darkened with the skin.
+    """
+    lab = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    lightness, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
+    skin = lightness >= np.percentile(lightness, 40)
+    ref_l, ref_a, ref_b = (float(np.median(c[skin])) for c in (lightness, a, b))
+    target_l = 50.0 + DARK_SKIN_B * math.tan(math.radians(ita))
+    scale = min(1.0, max(target_l, 5.0) / max(ref_l, 1e-3))
+    darker = np.stack(
+        [
+            lightness * scale,
+            a + 0.5 * (max(ref_a, 10.0) - ref_a),
+            b + (DARK_SKIN_B - ref_b),
+        ],
+        axis=-1,
+    )
+    out = cv2.cvtColor(darker.astype(np.float32), cv2.COLOR_LAB2RGB)
+    out = np.clip(out * 255.0, 0, 255)
+    keep = _specular_mask(rgb)[..., None]
+    return np.clip(out * (1 - keep) + rgb.astype(np.float32) * keep + 0.5, 0, 255).astype(np.uint8)
+
+
+def dim_phone_photo(rgb: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
+    """A photo taken in too little light, as a phone records it: ``factor`` times the light.
+
+    In dim light a phone raises its sensor gain as far as it can; what is still missing stays
+    dark. The scene is scaled in linear light, then the sensor's noise is added at that gain:
+    shot noise (Poisson, 400-1500 electrons at full scale, a small pixel at high ISO) and read
+    noise (2-4 electrons), each channel on its own; then the tone curve sets a black level
+    (0.2-0.6 % of full scale in linear light, about sRGB code 6-15) below which shadows are
+    crushed to black, and a slight noise reduction (Gaussian, sigma 0.6 px). A real dim photo has
+    all three; a photo of dark skin in good light has none.
+    """
+    electrons = rng.uniform(400.0, 1500.0)
+    read = rng.uniform(2.0, 4.0)
+    black = rng.uniform(0.002, 0.006)
+    signal = np.clip(_to_linear(rgb) * factor, 0.0, 1.0) * electrons
+    noisy = rng.poisson(signal).astype(np.float32) + rng.normal(0.0, read, signal.shape)
+    linear = np.clip((noisy / electrons - black) / (1.0 - black), 0.0, 1.0).astype(np.float32)
+    return cv2.GaussianBlur(linear_to_srgb8(linear), (0, 0), 0.6)

@@ -104,8 +104,30 @@ class Thresholds:
     #: Shorter side below this is too few pixels to see dermoscopic structures; 200 px keeps the
     #: common 224 px dermoscopy crops acceptable.
     min_short_side: int = 200
-    #: Skin darker than this many stops below a well-exposed tone (a quarter of the light or less).
-    underexposed_ev: float = -1.5
+    #: Under-exposed: the skin (``exposure_ev``, against a well-exposed *light* skin tone) darker
+    #: than this many stops, with nothing in the frame brighter than ``lit_highlight_ev``; or
+    #: darker than ``underexposed_ev_lit`` whatever the highlights. The line was -1.5 until
+    #: 2026-12, which is where dark skin in good light sits: Fitzpatrick V-VI skin (ITA -35 deg,
+    #: simulated on real photos) reads -2.2 to -1.3 and was told ``underexposed`` 97.7 % of the
+    #: time. At -2.3 none of it is, while light skin at 1/8 of the light (-3 EV) still is (96-100 %
+    #: of fit photos and derm-dev) and at 1/10 with a phone's noise 100 %. Between -2.3 and -1.5
+    #: a light-skinned photo at 1/5-1/3 of the light passes: in its pixels it is the same as dark
+    #: skin well lit (docs/quality.md, "Dark skin is not under-exposure").
+    underexposed_ev: float = -2.3
+    #: Highlights (99.5th percentile) brighter than this show there is light: with 1/8 of the
+    #: light even white paper reads -1.85 EV (every dim photo simulated on fit photos and
+    #: derm-dev stays at or below -2.2). Dark skin keeps its sheen, so a darker skin with sheen
+    #: (ITA -45 deg or below) is judged on the deeper line below.
+    lit_highlight_ev: float = -1.0
+    underexposed_ev_lit: float = -3.0
+    #: A picture darker than this (the under-exposure line until 2026-12) but not under-exposed,
+    #: dark skin for one, is judged ``not_skin`` on less: exactly flat patches are not read (its
+    #: smooth skin quantises into them: 0.53 on a soft close-up with simulated dark skin), and
+    #: the "no structure" line (``min_edge_strength``) is scaled by its brightness, since skin's
+    #: gradients shrink with its lightness (a smooth derm-dev photo made ITA -35 deg dark goes
+    #: from 0.0038 to 0.0019, its line to 0.0015; solid colours and gradients made in code at
+    #: that brightness read 0.0015-0.0016 against a line of 0.0016-0.0017).
+    dark_picture_ev: float = -1.5
     #: Skin brighter than this many stops above it, or this share of the field burnt to white.
     overexposed_ev: float = 1.0
     overexposed_white_fraction: float = 0.2
@@ -238,7 +260,9 @@ def decide(
     - ``not_skin`` only on evidence that holds whatever the light. A photo too dark or too bright
       to judge is told so, never ``not_skin``: darkness quantises smooth skin into exactly flat
       patches and leaves too little contrast for texture, so the "rendered" and "featureless"
-      clues are read only when the exposure is right. Text (ink strokes need a light ground),
+      clues are read only when the exposure is right, and on a dark picture that is not
+      under-exposed (dark skin, :func:`_underexposed`) "rendered" not at all and "featureless"
+      only for a plain one. Text (ink strokes need a light ground),
       grid-aligned edges (a ratio, blind to brightness), a covered lens (nothing lit at all) and
       the colours of what is not burnt (a bright blue sky) are read at any exposure. A picture
       that is not skin gets that verdict alone (with ``low_resolution``, or ``underexposed``
@@ -250,7 +274,7 @@ def decide(
     """
     t = thresholds
     resolution = ["low_resolution"] if min(original_size) < t.min_short_side else []
-    under = metrics["exposure_ev"] < t.underexposed_ev
+    under = _underexposed(metrics, t)
     too_bright = (
         metrics["exposure_ev"] > t.overexposed_ev
         or metrics["white_fraction"] > t.overexposed_white_fraction
@@ -283,14 +307,28 @@ def decide(
     return codes[:MAX_PROBLEMS]
 
 
+def _underexposed(m: dict[str, float], t: Thresholds) -> bool:
+    """Too little light, as a camera's under-exposure shows it: the skin is dark *and* nothing in
+    the frame is bright (every reflecting thing is dimmed together), or the skin is darker than
+    any skin tone in good light. Dark skin alone is not under-exposure: it reflects less light,
+    while its sheen, a ruler or a sleeve still reflect all of it. Metrics stored before
+    2026-12 have no ``highlight_ev``: the skin's level stands in for it."""
+    ev = m["exposure_ev"]
+    if ev < t.underexposed_ev_lit:
+        return True
+    return ev < t.underexposed_ev and m.get("highlight_ev", ev) <= t.lit_highlight_ev
+
+
 def _not_skin(m: dict[str, float], t: Thresholds, *, exposure_ok: bool, under: bool) -> bool:
     """Whether the picture shows something other than skin; see :func:`decide` for which clues
     are read at which exposure."""
-    if _man_made(m, t, rendered_readable=not under):
+    dark_picture = m["exposure_ev"] < t.dark_picture_ev
+    if _man_made(m, t, rendered_readable=not dark_picture):
         return True
     scene = m["skin_fraction"] < t.min_skin_fraction
     if exposure_ok:
-        return _featureless(m, t) or (scene and m["hue_spread"] >= t.scene_hue_spread)
+        featureless = _featureless(m, t, dark_picture=dark_picture)
+        return featureless or (scene and m["hue_spread"] >= t.scene_hue_spread)
     # Too bright: what is not burnt keeps its colour. A bright sky is blue, featureless and has
     # no skin colour in it; an over-exposed photo of skin keeps pale skin colours. Too dark: the
     # colours are noise, nothing is read from them.
@@ -318,7 +356,7 @@ def _man_made(m: dict[str, float], t: Thresholds, *, rendered_readable: bool = T
     return rendered or text or m["rectilinear_fraction"] > t.max_rectilinear_fraction
 
 
-def _featureless(m: dict[str, float], t: Thresholds) -> bool:
+def _featureless(m: dict[str, float], t: Thresholds, *, dark_picture: bool = False) -> bool:
     """Nothing to see: almost no edges, and those are noise rather than a blurred picture. A
     blurred photo of skin under a sensor's grain reads as sharp noise to the blur width alone;
     when its colours are skin's and the fitted detector calls it blurred, it is that photo, and
@@ -326,9 +364,14 @@ def _featureless(m: dict[str, float], t: Thresholds) -> bool:
     blurred_skin = (
         m["blur_probability"] >= t.blur_probability and m["skin_fraction"] >= t.min_skin_fraction
     )
-    return (
-        m["edge_strength"] < t.min_edge_strength and m["blur_px"] <= t.blur_px and not blurred_skin
-    )
+    min_edge = t.min_edge_strength
+    if dark_picture:
+        # Skin's gradients shrink with its lightness (a sensor's grain does not): on a picture
+        # darker than a well-exposed light skin the line shrinks with it, in sRGB code values.
+        reference = quality_features.REFERENCE_SKIN_LINEAR
+        level = quality_features.linear_to_srgb8(np.float32(reference * 2.0 ** m["exposure_ev"]))
+        min_edge *= float(level) / float(quality_features.linear_to_srgb8(np.float32(reference)))
+    return m["edge_strength"] < min_edge and m["blur_px"] <= t.blur_px and not blurred_skin
 
 
 def _colour_cast(m: dict[str, float], t: Thresholds) -> bool:

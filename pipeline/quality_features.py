@@ -138,16 +138,21 @@ def interior(fov: np.ndarray, margin: int) -> np.ndarray:
 @dataclass(frozen=True)
 class Exposure:
     """Brightness of the lit field. ``exposure_ev`` is the skin's brightness in stops relative to
-    a well-exposed skin tone (0 is right, -2 is four times too little light)."""
+    a well-exposed *light* skin tone (0 is right for light skin, -2 is four times too little
+    light, or skin that reflects a quarter as much: dark skin in good light sits near -2).
+    ``highlight_ev`` is the same for the 99.5th percentile, the brightest things in the frame
+    (sheen on the skin, a ruler, a sleeve): they reflect what light there is whatever the skin's
+    tone, so they tell a dim photo from dark skin well lit."""
 
     exposure_ev: float
     median_luma: float
     dark_fraction: float
     white_fraction: float
+    highlight_ev: float
 
 
 #: Linear-light brightness of well-exposed skin at the 90th percentile of the field (sRGB ~0.70).
-_REFERENCE_SKIN_LINEAR = 0.45
+REFERENCE_SKIN_LINEAR = 0.45
 
 
 def exposure(rgb: np.ndarray, y: np.ndarray, fov: np.ndarray) -> Exposure:
@@ -155,18 +160,22 @@ def exposure(rgb: np.ndarray, y: np.ndarray, fov: np.ndarray) -> Exposure:
 
     The 90th percentile of luma stands for the surrounding skin (the lesion is darker and may fill
     half the frame), and is compared with a well-exposed skin tone in linear light so the result
-    reads in photographic stops.
+    reads in photographic stops. The 99.5th percentile is the frame's highlights, read in the same
+    stops: with a fraction ``f`` of the light nothing that reflects it can be brighter than
+    ``log2(f / 0.45)`` stops (white paper at 1/8 of the light: -1.85).
     """
     step = 2 if y.size > 200_000 else 1  # a quarter of the pixels gives the same percentiles
     inside = y[::step, ::step][fov[::step, ::step]]
-    p90 = float(np.percentile(inside, 90))
-    ev = math.log2(max(float(srgb_to_linear(p90)), 1e-4) / _REFERENCE_SKIN_LINEAR)
+    p90, p995 = (float(v) for v in np.percentile(inside, [90, 99.5]))
+    ev = math.log2(max(float(srgb_to_linear(p90)), 1e-4) / REFERENCE_SKIN_LINEAR)
+    highlight = math.log2(max(float(srgb_to_linear(p995)), 1e-4) / REFERENCE_SKIN_LINEAR)
     white = channel_min(rgb[::step, ::step]) >= 0.94
     return Exposure(
         exposure_ev=ev,
         median_luma=float(np.median(inside)),
         dark_fraction=float((inside < 0.08).mean()),
         white_fraction=float(white[fov[::step, ::step]].mean()),
+        highlight_ev=highlight,
     )
 
 

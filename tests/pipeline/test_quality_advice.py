@@ -49,7 +49,7 @@ def _lit(rgb: np.ndarray, factor: float) -> np.ndarray:
 # --- too dark or too bright: the advice is about the light ----------------------------------
 
 
-@pytest.mark.parametrize("factor", [0.03, 0.05, 0.1, 0.15, 0.2])
+@pytest.mark.parametrize("factor", [0.03, 0.05, 0.1])
 def test_a_real_photo_too_dark_to_judge_is_told_to_add_light_never_that_it_is_not_skin(
     derm_rgbs: list[np.ndarray], factor: float
 ) -> None:
@@ -60,7 +60,10 @@ def test_a_real_photo_too_dark_to_judge_is_told_to_add_light_never_that_it_is_no
     assert sum(r.codes[:1] == ("underexposed",) for r in results) >= 0.9 * len(results)
 
 
-@pytest.mark.parametrize("factor", [0.25, 0.3])
+# 0.15-0.3 of the light on light skin is, in its pixels, what dark skin in good light is
+# (docs/quality.md, "Dark skin is not under-exposure"): it need not be told to add light, and
+# must never be told it is not skin.
+@pytest.mark.parametrize("factor", [0.15, 0.2, 0.25, 0.3])
 def test_a_real_photo_a_little_dark_is_never_told_that_it_is_not_skin(
     derm_rgbs: list[np.ndarray], factor: float
 ) -> None:
