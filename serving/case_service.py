@@ -176,12 +176,6 @@ def _claim(session: Session, case: Case) -> None:
     set_committed_value(case, "version", seen + 1)
 
 
-def _move(
-    session: Session, case: Case, action: Action, user: User, now: datetime, **kw: Any
-) -> None:
-    """Apply a workflow transition to ``case`` and record it; map refusals to our errors."""
-    _may_change(user, case)
-    before = Status(case.status)
 def advance_status(session: Session, case: Case, expected: Status, to: Status) -> bool:
     """Move ``case`` from ``expected`` to ``to`` only if it is still ``expected`` (for the scoring
     worker, which acts on no one's reading of the case): one conditional update, which also
@@ -200,6 +194,12 @@ def advance_status(session: Session, case: Case, expected: Status, to: Status) -
     return True
 
 
+def _move(
+    session: Session, case: Case, action: Action, user: User, now: datetime, **kw: Any
+) -> None:
+    """Apply a workflow transition to ``case`` and record it; map refusals to our errors."""
+    _may_change(user, case)
+    before = Status(case.status)
     report_author = case.report.author_id if case.report is not None else None
     try:
         after = transition(
