@@ -184,7 +184,8 @@ def test_events_say_which_model_and_carry_no_patient_data(client: TestClient, ph
     assert set(quality["details"]) == {"photo_id", "position", "acceptable", "problems", "checks"}
     assert quality["details"]["checks"] == {"blur_model": shipped_blur_model_version()}
     validate = next(e for e in events if e["action"] == "case.validate")
-    assert validate["details"] == {"from": "report_written", "to": "validated"}
+    # The revision validated is named: which text the senior vouched for.
+    assert validate["details"] == {"from": "report_written", "to": "validated", "revision": 1}
     exports = [e["details"]["format"] for e in events if e["action"] == "case.export"]
     assert exports == ["pdf", "fhir"]
     dumped = json.dumps(events, ensure_ascii=False)
