@@ -125,3 +125,21 @@ def test_a_stored_verdict_without_highlights_is_judged_on_the_skin_alone() -> No
     # Metrics stored before 2026-12 have no highlight_ev: the skin's level stands in for it.
     assert _under({"exposure_ev": -2.5})
     assert not _under({"exposure_ev": -2.0})
+
+
+def test_a_sharp_photo_of_dark_skin_is_not_blurred_and_a_blurred_one_still_is(
+    real_rgbs: list[np.ndarray],
+) -> None:
+    # Dark skin's texture has less contrast: counted against light skin's, the sharpness check
+    # found only the lesion's soft border to judge and called 8 of 60 sharp derm-dev photos
+    # blurred. Blur on dark skin must still be seen (1.2 % of the frame, then a sensor's grain):
+    sharp, blurred = [], []
+    for i, rgb in enumerate(real_rgbs):
+        rng = np.random.default_rng(i)
+        dark = synthetic.darker_skin(rgb, -35.0, rng)
+        sharp.append(_assess(dark).codes)
+        blurred.append(_assess(synthetic.noisy_gaussian_blur(dark, 0.012, rng)).codes)
+    assert not [codes for codes in sharp if "blur" in codes], sharp
+    # 25 of these 32 (29 with their own, lighter skin): grain weighs more on darker skin
+    # (docs/quality.md, Known limits).
+    assert sum("blur" in codes for codes in blurred) >= 0.75 * len(blurred), blurred
