@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "serving.commands.serve",
     "serving.commands.train",
     "serving.commands.blur_model",
+    "serving.commands.segmenter",
     "serving.commands.models",
     "serving.commands.score",
     "serving.commands.demo",
