@@ -10,6 +10,13 @@ included. The process is pinned to one CPU core with every thread pool limited t
 
 Strengths marked *reject* are those at which a dermatologist would ask for a new photo; the target
 is >= 95 % detection there, <= 3 % false alarms on good photos, and p95 <= 150 ms for 12 MP.
+
+Real photos (added 2026-12, issue 14): the hand-labelled clinical-phone photos
+(``benchmarks/clinical_phone_labels.csv``, protocol in docs/photo-labels.md), their hold-out and,
+for reference, their fit rows, clinical and dermoscopic photos apart: usable photos accepted
+(target >= 90 %), unusable ones caught with the right code (target >= 80 %), per code; then the
+same photos with darker skin or too little light *simulated* (:func:`benchmarks.synthetic.
+darker_skin`, :func:`benchmarks.synthetic.dim_phone_photo`). ``--real-only`` runs just these.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import cv2
 import numpy as np
@@ -31,7 +39,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from benchmarks import synthetic
-from pipeline.quality import assess_bytes
+from pipeline.quality import PROBLEM_CODES, assess_bytes
 from pipeline.quality_blur import shipped_blur_model
 from serving.settings import Settings
 
@@ -102,6 +110,11 @@ def pin_to_one_core() -> str:
     cv2.setNumThreads(1)
     threadpool_limits(1)
     return where
+
+
+def _load() -> str:
+    """The 1-minute load average (other work on the machine slows every timing)."""
+    return f"{os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else "unknown"
 
 
 def cpu_name() -> str:
@@ -251,6 +264,196 @@ def latency_table(samples: Sequence[tuple[str, bytes]], runs: int, seed: int) ->
     return pd.DataFrame(rows)
 
 
+# --- real photos: the labelled clinical-phone set ----------------------------------------------
+
+#: Hand labels of every clinical-phone photo (docs/photo-labels.md).
+LABELS = Path(__file__).with_name("clinical_phone_labels.csv")
+#: Order in which the photos' groups are reported: phone photos first, then dermoscopy taken with a
+#: phone (the 384 x 288 ones), then the one photo the labellers could not place.
+MODALITIES = ("clinical", "dermoscopic", "unsure")
+
+
+def expected_code(defects: str) -> str | None:
+    """The code the check must raise for an unusable photo: the first label defect that is one of
+    the check's codes, a full defect before a ``(mild)`` one (the labellers list the reason the
+    photo is unusable first). ``None`` when the label names none."""
+    names = [d.strip() for d in str(defects).split(";") if d.strip() and d.strip() != "nan"]
+    full = [d for d in names if not d.endswith("(mild)") and d in PROBLEM_CODES]
+    mild = [d.removesuffix("(mild)") for d in names if d.endswith("(mild)")]
+    mild = [d for d in mild if d in PROBLEM_CODES]
+    return (full or mild or [None])[0]
+
+
+def load_labels(path: Path = LABELS) -> pd.DataFrame:
+    """The labels, with ``expected`` (see :func:`expected_code`) for the unusable photos."""
+    labels = pd.read_csv(path, dtype=str, keep_default_na=False)
+    labels["usable"] = labels["usable"] == "yes"
+    labels["expected"] = [
+        None if usable else expected_code(defects)
+        for usable, defects in zip(labels["usable"], labels["defects"], strict=True)
+    ]
+    return labels
+
+
+#: Photos made from each labelled one, *simulated*: darker skin in good light, which must be
+#: accepted as the photo itself is, and too little light as a phone records it, which must be
+#: told ``underexposed``.
+SIMULATIONS: tuple[tuple[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]], ...] = (
+    ("dark skin, ITA -35 deg", lambda rgb, rng: synthetic.darker_skin(rgb, -35.0, rng)),
+    ("dark skin, ITA -45 deg", lambda rgb, rng: synthetic.darker_skin(rgb, -45.0, rng)),
+    ("1/10 of the light, phone", lambda rgb, rng: synthetic.dim_phone_photo(rgb, 0.1, rng)),
+    ("1/30 of the light, phone", lambda rgb, rng: synthetic.dim_phone_photo(rgb, 1 / 30, rng)),
+)
+
+
+def real_verdicts(
+    labels: pd.DataFrame, phone_dir: Path, seed: int, simulate: bool = True
+) -> pd.DataFrame:
+    """Every labelled photo's verdict: the file as the phone wrote it (``variant`` "real"), and,
+    when ``simulate``, each of :data:`SIMULATIONS` made from it (re-encoded as JPEG quality 90)."""
+    rows = []
+    for index, label in enumerate(labels.itertuples(index=False)):
+        data = (phone_dir / label.file).read_bytes()
+        base = {
+            "file": label.file,
+            "split": label.split,
+            "modality": label.modality,
+            "usable": label.usable,
+            "expected": label.expected,
+        }
+        rows.append({**base, "variant": "real", "codes": assess_bytes(data).codes})
+        if not simulate:
+            continue
+        rgb = decode_rgb(data)
+        for offset, (name, make) in enumerate(SIMULATIONS):
+            rng = np.random.default_rng(seed + 10_000 * offset + index)
+            picture = synthetic.jpeg_bytes(make(rgb, rng))
+            rows.append({**base, "variant": name, "codes": assess_bytes(picture).codes})
+    return pd.DataFrame(rows)
+
+
+def _groups(verdicts: pd.DataFrame) -> Iterable[tuple[str, str, pd.DataFrame]]:
+    for split in ("holdout", "fit"):
+        for modality in MODALITIES:
+            group = verdicts[(verdicts["split"] == split) & (verdicts["modality"] == modality)]
+            if len(group):
+                yield split, modality, group
+
+
+def real_photo_table(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Per split and modality: usable photos accepted; unusable ones caught with the right code
+    (and rejected at all); the codes raised on usable photos (what the GP is wrongly told)."""
+    real = verdicts[verdicts["variant"] == "real"]
+    rows = []
+    for split, modality, group in _groups(real):
+        usable, unusable = group[group["usable"]], group[~group["usable"]]
+        right = [
+            e in codes for e, codes in zip(unusable["expected"], unusable["codes"], strict=True)
+        ]
+        wrong: Counter[str] = Counter(c for codes in usable["codes"] for c in codes)
+        rows.append(
+            {
+                "split": split,
+                "modality": modality,
+                "photos": len(group),
+                "usable": len(usable),
+                "usable accepted": _share(sum(not c for c in usable["codes"]), len(usable)),
+                "unusable": len(unusable),
+                "caught, right code": _share(sum(right), len(unusable)),
+                "unusable rejected": _share(sum(bool(c) for c in unusable["codes"]), len(unusable)),
+                "codes on usable photos": ", ".join(f"{c} {k}" for c, k in wrong.most_common()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def real_per_code_table(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Per split, modality and expected code of the unusable photos: how many carry that code."""
+    real = verdicts[verdicts["variant"] == "real"]
+    rows = []
+    for split, modality, group in _groups(real):
+        unusable = group[~group["usable"]]
+        for code in [c for c in PROBLEM_CODES if c in set(unusable["expected"])]:
+            of_code = unusable[unusable["expected"] == code]
+            caught = sum(code in codes for codes in of_code["codes"])
+            told = Counter(c for codes in of_code["codes"] for c in codes)
+            rows.append(
+                {
+                    "split": split,
+                    "modality": modality,
+                    "label": code,
+                    "unusable": len(of_code),
+                    "caught": f"{caught} ({_share(caught, len(of_code))})",
+                    "codes raised": ", ".join(f"{c} {k}" for c, k in told.most_common()),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def simulated_table(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Per split, modality and simulation: share accepted, share accepted among the photos whose
+    real file is accepted (what the simulation alone changes), and the exposure, skin and colour
+    codes raised."""
+    real = verdicts[verdicts["variant"] == "real"].set_index("file")["codes"]
+    rows = []
+    for name, _ in SIMULATIONS:
+        made = verdicts[verdicts["variant"] == name]
+        for split, modality, group in _groups(made):
+            kept = group[[not real[f] for f in group["file"]]]
+            rows.append(
+                {
+                    "simulated": name,
+                    "split": split,
+                    "modality": modality,
+                    "photos": len(group),
+                    "accepted": _share(sum(not c for c in group["codes"]), len(group)),
+                    "accepted, of those accepted real": _share(
+                        sum(not c for c in kept["codes"]), len(kept)
+                    ),
+                    "underexposed": _share(
+                        sum("underexposed" in c for c in group["codes"]), len(group)
+                    ),
+                    "not_skin": _share(sum("not_skin" in c for c in group["codes"]), len(group)),
+                    "colour_cast": _share(
+                        sum("colour_cast" in c for c in group["codes"]), len(group)
+                    ),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _share(count: int, total: int) -> str:
+    return "-" if total == 0 else f"{100 * count / total:.1f} %"
+
+
+def write_real_tables(out: TextIO, phone_dir: Path, seed: int, simulate: bool) -> None:
+    """The real-photo section of the report (see the module's docstring)."""
+    labels = load_labels()
+    verdicts = real_verdicts(labels, phone_dir, seed, simulate)
+    out.write(
+        "## Real photos: labelled clinical-phone photos "
+        "(`benchmarks/clinical_phone_labels.csv`)\n\n"
+    )
+    out.write(
+        "Each file as the phone wrote it, through `assess_bytes`. *Usable accepted*: usable photos "
+        "with no problem (target >= 90 %). *Caught, right code*: unusable photos carrying the "
+        "code of their first-listed label defect (target >= 80 %; the hold-out has few, see the "
+        "`unusable` column). The hold-out was never used to fit or tune anything.\n\n"
+    )
+    out.write(markdown(real_photo_table(verdicts)) + "\n\n")
+    out.write("### Unusable real photos, per labelled code\n\n")
+    out.write(markdown(real_per_code_table(verdicts)) + "\n\n")
+    if simulate:
+        out.write("### The same photos, simulated: darker skin, too little light\n\n")
+        out.write(
+            "*Simulated*, not real: skin ITA lowered in CIELAB, lesion kept darker, sheen kept "
+            "(`synthetic.darker_skin`); too little light in linear light with a phone's sensor "
+            "noise and crushed shadows (`synthetic.dim_phone_photo`). Dark skin must be accepted "
+            "as the real photo is; too little light must be told `underexposed`.\n\n"
+        )
+        out.write(markdown(simulated_table(verdicts)) + "\n\n")
+
+
 def markdown(frame: pd.DataFrame) -> str:
     """A DataFrame as a Markdown table (pandas' own needs the optional ``tabulate``)."""
     header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
@@ -279,22 +482,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="good photos for the false-alarm table (default -1: every lesion's; 0: skip)",
     )
     parser.add_argument("--dataset-dir", type=Path, default=None, help="default: settings")
+    parser.add_argument(
+        "--phone-dir",
+        type=Path,
+        default=None,
+        help="clinical-phone photos (default: clinical-phone/images beside the data set)",
+    )
+    real = parser.add_mutually_exclusive_group()
+    real.add_argument(
+        "--real-only", action="store_true", help="only the real-photo tables (a few minutes)"
+    )
+    real.add_argument("--no-real", action="store_true", help="skip the real-photo tables")
+    parser.add_argument(
+        "--no-simulated",
+        action="store_true",
+        help="real-photo tables without the simulated dark-skin and dim-light variants",
+    )
     args = parser.parse_args(argv)
 
     where = pin_to_one_core()
     dataset_dir = args.dataset_dir or Settings().dataset_dir
-    samples = load_sample(dataset_dir, args.n, args.seed)
-    images = [decode_rgb(data) for _, data in samples]
+    phone_dir = args.phone_dir or dataset_dir.parent / "clinical-phone" / "images"
     started = time.perf_counter()
 
     out = sys.stdout
     out.write("# Photo-quality benchmark\n\n")
+    command = " ".join(
+        ["python -m benchmarks.quality", *(argv if argv is not None else sys.argv[1:])]
+    )
     out.write(
-        f"Command: `python -m benchmarks.quality --n {args.n} --non-skin {args.non_skin} "
-        f"--latency-runs {args.latency_runs} --seed {args.seed}`  \n"
+        f"Command: `{command.strip()}` (seed {args.seed})  \n"
         f"Machine: {cpu_name()}, {os.cpu_count()} logical CPUs, pinned to {where}; "
+        f"load average at start {_load()}; "
         f"Python {platform.python_version()}, OpenCV {cv2.__version__}, numpy {np.__version__}\n\n"
     )
+    if not args.no_real:
+        write_real_tables(out, phone_dir, args.seed, simulate=not args.no_simulated)
+    if args.real_only:
+        out.write(f"Benchmark wall time: {time.perf_counter() - started:.0f} s\n")
+        return 0
+    samples = load_sample(dataset_dir, args.n, args.seed)
+    images = [decode_rgb(data) for _, data in samples]
     latency = latency_table(samples, args.latency_runs, args.seed)
     out.write("## Latency per photo, one core, decode included (`assess_bytes`)\n\n")
     out.write(markdown(latency) + "\n\n")
