@@ -109,7 +109,7 @@ class Thresholds:
     #: darker than ``underexposed_ev_lit`` whatever the highlights. The line was -1.5 until
     #: 2026-12, which is where dark skin in good light sits: Fitzpatrick V-VI skin (ITA -35 deg,
     #: simulated on real photos) reads -2.2 to -1.3 and was told ``underexposed`` 97.7 % of the
-    #: time. At -2.3 none of it is, while light skin at 1/8 of the light (-3 EV) still is (96-100 %
+    #: time. At -2.3 none of it is, while light skin at 1/8 of the light (-3 EV) still is (97-100 %
     #: of fit photos and derm-dev) and at 1/10 with a phone's noise 100 %. Between -2.3 and -1.5
     #: a light-skinned photo at 1/5-1/3 of the light passes: in its pixels it is the same as dark
     #: skin well lit (docs/quality.md, "Dark skin is not under-exposure").
