@@ -1,8 +1,10 @@
 """Scoring a folder of photos in batches, one CSV row per file, never stopping on a bad file.
 
 Each file is decoded once, at the reduced size that both the quality checks and the network need,
-checked for quality, and scored in batches. A file that cannot be read gets a row that says so:
-an archive re-scoring must account for every file it was given.
+checked for quality, checked for modality (:mod:`models.modality`) and, when it is a dermoscopic
+image (the model's intended use), scored in batches. A photo outside the intended use gets a row
+with empty probabilities, its ``domain`` and the reason in ``error``; a file that cannot be read
+gets a row that says so: an archive re-scoring must account for every file it was given.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from models.intended_use import ChecksModality, score_within_intended_use
+from models.modality import ModalityVerdict, reason_text
 from models.network import CLASSES
 from models.predictor import Prediction, Predictor
 from pipeline.intake import IntakeError, decode_image
@@ -26,8 +30,10 @@ CSV_COLUMNS: tuple[str, ...] = (
     "image_id",
     "p_malignant",
     *(f"p_{c}" for c in CLASSES),
-    "uncertainty",
     "predicted_class",
+    "uncertainty",
+    "domain",
+    "ood",
     "quality_acceptable",
     "quality_problems",
     "model_version",
@@ -39,12 +45,14 @@ DECODE_SIDE = 1024
 
 @dataclass(frozen=True)
 class ScoredFile:
-    """One file's outcome: a prediction and quality verdict, or the reason it could not be read."""
+    """One file's outcome: a prediction and quality verdict, or the reason it could not be read
+    or was not scored (a photo outside the model's intended use: ``verdict`` says which)."""
 
     path: Path
     prediction: Prediction | None
     quality: QualityResult | None
     error: str | None
+    verdict: ModalityVerdict | None = None
 
     def row(self, model_version: str) -> dict[str, object]:
         """The CSV row for this file."""
@@ -54,7 +62,12 @@ class ScoredFile:
         if self.quality is not None:
             row["quality_acceptable"] = self.quality.acceptable
             row["quality_problems"] = ";".join(p.code for p in self.quality.problems)
-        if self.error is not None:
+        if self.verdict is not None:
+            row["domain"] = self.verdict.domain
+            row["ood"] = self.verdict.ood if self.verdict.applicable else ""
+        if self.error is not None and self.verdict is not None:
+            row["error"] = self.error  # read, but outside the intended use: not scored
+        elif self.error is not None:
             row["error"] = self.error
             row["quality_acceptable"] = False
             row["quality_problems"] = row["quality_problems"] or "unreadable_file"
@@ -97,6 +110,7 @@ def _decode(path: Path, max_bytes: int, max_pixels: int) -> tuple[Image.Image, Q
 def score_files(
     predictor: Predictor,
     files: Iterable[Path],
+    modality: ChecksModality,
     *,
     batch_size: int = 32,
     max_bytes: int = 25 * 1024 * 1024,
@@ -114,10 +128,18 @@ def score_files(
                 failed[path] = f"{exc.code}: {exc.message}"
             except OSError as exc:
                 failed[path] = f"unreadable: {exc}"
-        predictions = predictor.predict([image for _, image, _ in decoded])
+        outcomes = score_within_intended_use(
+            predictor, modality, [image for _, image, _ in decoded]
+        )
         scored = {
-            path: ScoredFile(path, prediction, quality, None)
-            for (path, _, quality), prediction in zip(decoded, predictions, strict=True)
+            path: ScoredFile(
+                path,
+                outcome.prediction,  # type: ignore[arg-type]
+                quality,
+                None if outcome.scored else _not_applicable(outcome.verdict),
+                outcome.verdict,
+            )
+            for (path, _, quality), outcome in zip(decoded, outcomes, strict=True)
         }
         for path in batch:
             if path in failed:
@@ -127,22 +149,44 @@ def score_files(
                 yield scored[path]
 
 
+def _not_applicable(verdict: ModalityVerdict) -> str:
+    """The ``error`` cell of a photo outside the intended use: code, then the sentence."""
+    assert verdict.reason is not None
+    return f"{verdict.reason}: {reason_text(verdict.reason, 'en')}"
+
+
+@dataclass(frozen=True)
+class ScoringTally:
+    """What a folder's scoring did: files scored, refused (outside the intended use), unreadable."""
+
+    scored: int
+    not_applicable: int
+    unreadable: int
+
+
 def score_directory(
-    predictor: Predictor, directory: Path, out_csv: Path, *, batch_size: int = 32
-) -> tuple[int, int]:
-    """Write one CSV row per file in ``directory``; returns (files scored, files unreadable)."""
+    predictor: Predictor,
+    directory: Path,
+    out_csv: Path,
+    modality: ChecksModality,
+    *,
+    batch_size: int = 32,
+) -> ScoringTally:
+    """Write one CSV row per file in ``directory``."""
     files = list_files(directory)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    scored = failed = 0
+    scored = failed = refused = 0
     tmp = out_csv.with_suffix(out_csv.suffix + ".partial")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
         writer.writeheader()
-        for result in score_files(predictor, files, batch_size=batch_size):
+        for result in score_files(predictor, files, modality, batch_size=batch_size):
             writer.writerow(result.row(predictor.version))
-            if result.error is None:
+            if result.prediction is not None:
                 scored += 1
+            elif result.verdict is not None:
+                refused += 1
             else:
                 failed += 1
     tmp.replace(out_csv)
-    return scored, failed
+    return ScoringTally(scored=scored, not_applicable=refused, unreadable=failed)

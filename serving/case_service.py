@@ -553,6 +553,8 @@ def case_facts(case: Case) -> CaseFacts:
         quality_ok=case.quality_ok,
         red_flags=red_flags(case.questionnaire),
         first_read_at=case.first_read_at,
+        ai_not_applicable=case.ai_not_applicable_reason,
+        ood=any(s.ood for s in case.applicable_scores),
     )
 
 

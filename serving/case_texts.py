@@ -43,6 +43,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "col_requester": "Demandeur",
         "not_scored": "non scoré",
         "scoring_failed": "échec",
+        "ai_na_short": "IA non applicable",
         "to_check": "À vérifier",
         "no_cases": "Aucun dossier ne correspond à ces filtres.",
         "page_of": "Page {page} sur {pages}",
@@ -74,6 +75,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "class_probabilities": "Probabilités par classe",
         "pending_score": "Score en cours de calcul : le dossier remontera ou descendra dès "
         "son arrivée.",
+        "ai_not_applicable_clinical_photo": "IA non applicable : photo clinique, le modèle lit "
+        "des images dermoscopiques. Pas de score de malignité : lecture humaine, ordonnée par "
+        "les signes d'alerte et l'attente.",
+        "ai_not_applicable_not_a_skin_photo": "IA non applicable : aucune photo dermoscopique de "
+        "lésion, le modèle lit des images dermoscopiques. Pas de score de malignité.",
+        "ai_ood": "Photo inhabituelle pour le modèle (loin de ses images d'apprentissage) : "
+        "score à prendre avec prudence, dossier signalé.",
+        "photo_ai_not_applicable": "IA non applicable : {domain}",
+        "domain_clinical": "photo clinique",
+        "domain_other": "pas une photo dermoscopique",
         "failed_score": "Le modèle n'a pas pu scorer ce dossier ; nouvel essai automatique. "
         "Lecture humaine prioritaire.",
         "priority_reasons": "Motifs de priorité",
@@ -159,7 +170,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "requester_from_account": "Votre demande part sous l'identité de votre compte. Pour la "
         "corriger, demandez à l'administrateur de DermTriage.",
         "photo_close_up_help": "Vue rapprochée de la lésion, nette, bien éclairée (obligatoire).",
-        "photo_dermoscopy_help": "Image dermoscopique si vous disposez d'un dermatoscope.",
+        "photo_dermoscopy_help": "Image dermoscopique si vous disposez d'un dermatoscope. Le "
+        "pré-tri par l'IA a besoin d'une photo dermoscopique : sans elle, la demande est lue sans "
+        "score IA (elle reste envoyée et traitée).",
         "photo_wide_help": "Vue large pour situer la lésion sur le corps.",
         "photo_extra_help": "Jusqu'à 2 photos supplémentaires.",
         "checking_photo": "Vérification de la photo…",
@@ -238,6 +251,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "col_requester": "Requester",
         "not_scored": "not scored",
         "scoring_failed": "failed",
+        "ai_na_short": "AI not applicable",
         "to_check": "Needs a look",
         "no_cases": "No case matches these filters.",
         "page_of": "Page {page} of {pages}",
@@ -267,6 +281,16 @@ TEXTS: dict[str, dict[str, str]] = {
         "scored_at": "Scored on",
         "class_probabilities": "Class probabilities",
         "pending_score": "Score being computed: the case will move as soon as it arrives.",
+        "ai_not_applicable_clinical_photo": "AI not applicable: clinical photo, the model reads "
+        "dermoscopic images. No malignancy score: read by a human, ordered by red flags and "
+        "waiting time.",
+        "ai_not_applicable_not_a_skin_photo": "AI not applicable: no dermoscopic photo of a "
+        "lesion, the model reads dermoscopic images. No malignancy score.",
+        "ai_ood": "Photo unusual for the model (far from its training images): read the score "
+        "with caution; the case is flagged.",
+        "photo_ai_not_applicable": "AI not applicable: {domain}",
+        "domain_clinical": "clinical photo",
+        "domain_other": "not a dermoscopic photo",
         "failed_score": "The model could not score this case; it retries automatically. "
         "Human reading comes first.",
         "priority_reasons": "Priority reasons",
@@ -350,7 +374,9 @@ TEXTS: dict[str, dict[str, str]] = {
         "requester_from_account": "Your request goes out under your account's identity. To "
         "correct it, ask the DermTriage administrator.",
         "photo_close_up_help": "Sharp, well-lit close-up of the lesion (required).",
-        "photo_dermoscopy_help": "Dermoscopic image if you have a dermatoscope.",
+        "photo_dermoscopy_help": "Dermoscopic image if you have a dermatoscope. The AI "
+        "pre-sort needs a dermoscopic photo: without one the request is read without an AI "
+        "score (it is still sent and handled).",
         "photo_wide_help": "Wide view showing where the lesion is on the body.",
         "photo_extra_help": "Up to 2 more photos.",
         "checking_photo": "Checking the photo…",

@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "serving.commands.train",
     "serving.commands.blur_model",
     "serving.commands.segmenter",
+    "serving.commands.modality_model",
     "serving.commands.models",
     "serving.commands.score",
     "serving.commands.demo",

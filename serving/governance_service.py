@@ -61,15 +61,20 @@ def _latest_runs(scores: Iterable[Score]) -> dict[tuple[int, str, str], list[Sco
     return {key: by_time[max(by_time)] for key, by_time in runs.items()}
 
 
-def _case_score(run: list[Score]) -> CaseScore:
-    best = max(run, key=lambda s: (s.p_malignant, -s.photo_position))
+def _case_score(run: list[Score]) -> CaseScore | None:
+    """The run's riskiest photo; None when no photo was within the model's intended use (the
+    modality check left every photo unscored, so the model gave the case no score)."""
+    scored = [s for s in run if s.p_malignant is not None]
+    if not scored:
+        return None
+    best = max(scored, key=lambda s: (s.p_malignant or 0.0, -s.photo_position))
     return CaseScore(
         case_id=best.case_id,
         model_version=best.model_version,
         role=best.role or SCORE_ROLE_CHAMPION,
-        p_malignant=float(best.p_malignant),
-        uncertainty=float(best.uncertainty),
-        predicted_class=best.predicted_class,
+        p_malignant=float(best.p_malignant or 0.0),
+        uncertainty=float(best.uncertainty or 0.0),
+        predicted_class=best.predicted_class or "",
         photos=len(run),
         scored_at=best.created_at,
         superseded=all(s.superseded for s in run),
@@ -79,7 +84,8 @@ def _case_score(run: list[Score]) -> CaseScore:
 def cases_scored_by(session: Session, model_version: str) -> list[CaseScore]:
     """Every live case ``model_version`` scored (as champion or in shadow), newest first."""
     scores = session.scalars(select(Score).where(Score.model_version == model_version))
-    found = [_case_score(run) for run in _latest_runs(scores).values()]
+    runs = (_case_score(run) for run in _latest_runs(scores).values())
+    found = [case_score for case_score in runs if case_score is not None]
     return sorted(found, key=lambda c: (c.scored_at, c.case_id, c.role), reverse=True)
 
 
@@ -210,6 +216,8 @@ def drift_observations(session: Session, model_version: str) -> list[Observation
     photos = session.scalars(select(Photo).order_by(Photo.created_at, Photo.id)).all()
     scores: dict[int, tuple[datetime, float]] = {}
     for score in session.scalars(select(Score).where(Score.model_version == model_version)):
+        if score.p_malignant is None:  # outside the intended use: no score to watch
+            continue
         seen = scores.get(score.photo_id)
         if seen is None or score.created_at > seen[0]:
             scores[score.photo_id] = (score.created_at, float(score.p_malignant))

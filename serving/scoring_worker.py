@@ -29,6 +29,7 @@ finds due cases and claims them; :meth:`score_case` computes; :meth:`_record_suc
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import threading
@@ -44,14 +45,15 @@ from sqlalchemy import and_, or_, select, update
 from pipeline.priority import ScoringState
 from pipeline.workflow import Action, Status, transition
 from serving import audit
-from serving.db.models import Case, Event, Score
 from serving.case_service import advance_status
+from serving.db.models import Case, Event, Score
 from serving.db.session import Database
 from serving.storage import PhotoStore
 from serving.users import SYSTEM
 
 if TYPE_CHECKING:
     from models.engine import EngineConfig
+    from models.intended_use import ChecksModality, PhotoOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +134,11 @@ class ScoringWorker:
         poll_seconds: float = 2.0,
         lease_seconds: float = DEFAULT_LEASE_S,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        load_modality_check: Callable[[], ChecksModality] | None = None,
     ) -> None:
         self.database = database
+        self._load_modality_check = load_modality_check or default_modality_check
+        self._modality_check: ChecksModality | None = None
         self.lease = timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
         self.store = store
@@ -197,6 +202,14 @@ class ScoringWorker:
             raise RuntimeError(f"no model available: {self._predictor_error}") from exc
         logger.info("scoring with model %s", self._predictor.version)
         return self._predictor
+
+    def modality_check(self) -> ChecksModality:
+        """The photo-modality check (:mod:`models.modality`), loaded on first need: it decides
+        which photos the classifier may read."""
+        if self._modality_check is None:
+            self._modality_check = self._load_modality_check()
+            logger.info("photo-modality check %s", self._modality_check.version)
+        return self._modality_check
 
     # -- the queue ---------------------------------------------------------------------------
 
@@ -316,22 +329,29 @@ class ScoringWorker:
                     images.append(opened.convert("RGB"))
             if not images:
                 raise ValueError("the case has no photo")
-            predictions = list(predictor.predict(images))
-            if len(predictions) != len(images):
-                raise ValueError("the model returned a different number of predictions")
+            from models.intended_use import score_within_intended_use
+
+            outcomes = score_within_intended_use(predictor, self.modality_check(), images)
             overlays = [
                 self.store.put(saliency_overlay(image, predictor.saliency(image)))
-                for image in images
+                if outcome.scored
+                else None
+                for image, outcome in zip(images, outcomes, strict=True)
             ]
         except Exception as exc:
             self._record_failure(case_id, f"{type(exc).__name__}: {exc}")
             return False
-        self._record_success(job, predictions, overlays)
+        self._record_success(job, outcomes, overlays, predictor.version)
         return True
 
     def _record_success(
-        self, job: _Job, predictions: Sequence[PredictionLike], overlays: Sequence[str]
+        self,
+        job: _Job,
+        outcomes: Sequence[PhotoOutcome],
+        overlays: Sequence[str | None],
+        model_version: str,
     ) -> None:
+        """Store one row per photo (a score, or why there is none) and move the case on."""
         now = self.clock()
         with self.database.session() as session:
             case = session.get(Case, job.case_id)
@@ -339,26 +359,49 @@ class ScoringWorker:
                 return
             for old in case.scores:
                 old.superseded = True
-            for (photo_id, position, _), prediction, overlay in zip(
-                job.photos, predictions, overlays, strict=True
+            for (photo_id, position, _), outcome, overlay in zip(
+                job.photos, outcomes, overlays, strict=True
             ):
-                session.add(
-                    Score.from_prediction(
-                        case, photo_id, position, prediction, now=now, saliency_sha256=overlay
-                    )
-                )
+                if outcome.prediction is None:
+                    row = Score.not_applicable(
+                        case, photo_id, position, outcome.verdict, model_version=model_version,
+                        now=now,
+                    )  # fmt: skip
+                else:
+                    row = Score.from_prediction(
+                        case, photo_id, position, outcome.prediction,  # type: ignore[arg-type]
+                        now=now, saliency_sha256=overlay, verdict=outcome.verdict,
+                    )  # fmt: skip
+                session.add(row)
             case.scoring_state = ScoringState.done.value
             case.scoring_error = None
             case.next_scoring_at = None
             case.scoring_lease_until = None
             case.scored_at = now
             case.updated_at = now
-            best = max(predictions, key=lambda p: p.p_malignant)
-            detail = {
-                "model_version": best.model_version,
-                "p_malignant": round(float(best.p_malignant), 4),
-                "uncertainty": round(float(best.uncertainty), 4),
+            predictions: list[PredictionLike] = [
+                o.prediction  # type: ignore[misc]
+                for o in outcomes
+                if o.prediction is not None
+            ]
+            detail: dict[str, Any] = {
+                "model_version": model_version,
+                "modality_version": outcomes[0].verdict.version,
+                "domains": [o.verdict.domain for o in outcomes],
             }
+            if predictions:
+                best = max(predictions, key=lambda p: p.p_malignant)
+                detail.update(
+                    model_version=best.model_version,
+                    p_malignant=round(float(best.p_malignant), 4),
+                    uncertainty=round(float(best.uncertainty), 4),
+                )
+                if any(o.verdict.ood for o in outcomes if o.prediction is not None):
+                    detail["ood"] = True
+            else:  # no photo within the intended use: no score, and why
+                detail["ai_not_applicable"] = next(
+                    o.verdict.reason for o in outcomes if o.verdict.reason
+                )
             before = Status(case.status)
             after = before
             if before is Status.submitted:
@@ -379,7 +422,7 @@ class ScoringWorker:
             )
             audit.record(
                 session, SYSTEM, audit.CASE_SCORE, case_id=case.id,
-                model_version=best.model_version, at=now,
+                model_version=detail["model_version"], at=now,
                 details=audit.change_details(before.value, after.value, detail),
             )  # fmt: skip
         logger.info("case %s scored by %s", job.case_id, detail["model_version"])
@@ -422,6 +465,15 @@ class ScoringWorker:
             logger.warning("case %s left for a human: %s", case_id, error)
         else:
             logger.warning("case %s could not be scored (will retry): %s", case_id, error)
+
+
+@functools.lru_cache(maxsize=1)
+def default_modality_check() -> ChecksModality:
+    """The photo-modality check shipped with the code (``models/modality_model.json``), loaded
+    once per process: every worker shares it (it scores one batch at a time, under a lock)."""
+    from models.modality import ModalityCheck
+
+    return ModalityCheck()
 
 
 def default_predictor_loader(

@@ -157,7 +157,13 @@ class ShadowScorer:
             case = session.get(Case, case_id)
             if case is None or case.scoring_state != ScoringState.done.value:
                 return False
-            photos = [(p.id, p.position, p.sha256) for p in case.photos]
+            # Only the photos the champion was allowed to score (the modality check's verdict is
+            # on its rows): a challenger is compared on the model's intended use, not beyond.
+            refused = {s.photo_id for s in case.current_scores if s.p_malignant is None}
+            photos = [(p.id, p.position, p.sha256) for p in case.photos if p.id not in refused]
+        if not photos:
+            self._skipped.add((case_id, version))
+            return False
         try:
             images = []
             for _, _, sha in photos:

@@ -61,6 +61,21 @@ def derm_images(dataset_dir: Path, derm_metadata: pd.DataFrame) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
+def clinical_holdout_photos(dataset_dir: Path) -> list[Path]:
+    """Six real smartphone clinical photos (no dermatoscope) from ``clinical-phone``'s holdout:
+    photos the modality check was never fitted on (training.modality_model.clinical_split)."""
+    import hashlib
+
+    folder = dataset_dir.parent / "clinical-phone" / "images"
+    require_tool(folder.is_dir(), f"clinical-phone photos at {folder}")
+
+    def holdout(name: str) -> bool:
+        return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 10 < 3
+
+    return sorted(p for p in folder.glob("*.jpg") if holdout(p.name))[:6]
+
+
+@pytest.fixture(scope="session")
 def chromium_executable() -> str:
     """Debian's Chromium; Playwright drives it through ``executable_path`` (no browser download)."""
     path = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -37,6 +37,8 @@ from mlflow.entities import LoggedModel
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
+from models.intended_use import INTENDED_USE, INTENDED_USE_DOMAIN, INTENDED_USE_TAG
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "dermtriage-classifier"
@@ -110,7 +112,10 @@ def _ensure_registered_model(client: mlflow.MlflowClient, name: str) -> None:
         if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         client.create_registered_model(
-            name, description="DermTriage malignancy classifier (seven dermoscopic diagnoses)."
+            name,
+            description="DermTriage malignancy classifier (seven dermoscopic diagnoses). "
+            f"Intended use: {INTENDED_USE}",
+            tags={INTENDED_USE_TAG: INTENDED_USE_DOMAIN},
         )
         logger.info("created registered model %s", name)
 
@@ -165,6 +170,8 @@ def register_version(
     run_id = logged.source_run_id
     version_tags = {str(k): str(v) for k, v in (tags or {}).items()}
     version_tags["logged_model_uri"] = logged.model_uri
+    # What the model is for, on every version: the scoring path enforces it (models.intended_use).
+    version_tags.setdefault(INTENDED_USE_TAG, INTENDED_USE_DOMAIN)
     version_tags.update({f"{METRIC_TAG_PREFIX}{k}": _format_metric(v) for k, v in metrics.items()})
     if "trained_by" not in version_tags and run_id is not None:
         user = client.get_run(run_id).data.tags.get("mlflow.user")
@@ -179,6 +186,7 @@ def register_version(
         run_id=run_id,
         tags=version_tags,
         model_id=logged.model_id,
+        description=f"Intended use: {INTENDED_USE}",
     )
     logger.info("registered %s version %s from %s", name, version.version, logged.model_uri)
     return version

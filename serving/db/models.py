@@ -33,6 +33,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 if TYPE_CHECKING:
+    from models.modality import ModalityVerdict
     from models.predictor import Prediction
 
 NAMING_CONVENTION = {
@@ -142,10 +143,25 @@ class Case(Base):
         Taking the maximum, not the mean, means one suspicious photo among reassuring ones is
         enough to raise the case.
         """
-        scores = self.current_scores
+        scores = self.applicable_scores
         if not scores:
             return None
-        return max(scores, key=lambda s: (s.p_malignant, -s.photo_position))
+        return max(scores, key=lambda s: (s.p_malignant or 0.0, -s.photo_position))
+
+    @property
+    def applicable_scores(self) -> list[Score]:
+        """The current scores that carry a probability: photos within the model's intended use
+        (dermoscopic). A clinical photo's row says why it has none (:attr:`Score.domain_reason`)."""
+        return [s for s in self.current_scores if s.p_malignant is not None]
+
+    @property
+    def ai_not_applicable_reason(self) -> str | None:
+        """Why the AI gave the case no score although scoring ran: the reason code of its first
+        unscored photo (``clinical_photo``...) when *no* photo was within the intended use."""
+        scores = self.current_scores
+        if not scores or self.applicable_scores:
+            return None
+        return next((s.domain_reason for s in scores if s.domain_reason), None)
 
     @property
     def quality_ok(self) -> bool:
@@ -189,10 +205,11 @@ class Score(Base):
     photo_id: Mapped[int] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"))
     photo_position: Mapped[int] = mapped_column(Integer)
     model_version: Mapped[str] = mapped_column(String(128), index=True)
-    p_malignant: Mapped[float] = mapped_column(Float)
-    uncertainty: Mapped[float] = mapped_column(Float)
-    predicted_class: Mapped[str] = mapped_column(String(16))
-    probabilities: Mapped[dict[str, Any]]
+    # NULL for a photo outside the model's intended use (``domain_reason`` says why).
+    p_malignant: Mapped[float | None] = mapped_column(Float)
+    uncertainty: Mapped[float | None] = mapped_column(Float)
+    predicted_class: Mapped[str | None] = mapped_column(String(16))
+    probabilities: Mapped[dict[str, Any] | None]
     saliency_sha256: Mapped[str | None] = mapped_column(String(64))
     superseded: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
@@ -200,6 +217,15 @@ class Score(Base):
     role: Mapped[str] = mapped_column(
         String(16), default=SCORE_ROLE_CHAMPION, server_default=SCORE_ROLE_CHAMPION
     )
+    # The photo-modality check (models.modality): the domain it saw (dermoscopic, clinical,
+    # other), why an out-of-scope photo has no probability, the check's version, and for a
+    # dermoscopic photo its distance from the training photos and whether that is unusual.
+    # NULL on rows scored before the check existed (migration 0009).
+    domain: Mapped[str | None] = mapped_column(String(16))
+    domain_reason: Mapped[str | None] = mapped_column(String(32))
+    modality_version: Mapped[str | None] = mapped_column(String(32))
+    ood: Mapped[bool | None] = mapped_column(Boolean)
+    ood_distance: Mapped[float | None] = mapped_column(Float)
 
     case: Mapped[Case] = relationship(back_populates="scores")
 
@@ -214,9 +240,11 @@ class Score(Base):
         now: datetime,
         role: str = SCORE_ROLE_CHAMPION,
         saliency_sha256: str | None = None,
+        verdict: ModalityVerdict | None = None,
     ) -> Score:
         """The row of one photo's prediction: the champion's and a shadow's are stored alike."""
         return cls(
+            **_verdict_columns(verdict),
             case=case,
             photo_id=photo_id,
             photo_position=position,
@@ -230,6 +258,49 @@ class Score(Base):
             created_at=now,
             role=role,
         )
+
+    @classmethod
+    def not_applicable(
+        cls,
+        case: Case,
+        photo_id: int,
+        position: int,
+        verdict: ModalityVerdict,
+        *,
+        model_version: str,
+        now: datetime,
+        role: str = SCORE_ROLE_CHAMPION,
+    ) -> Score:
+        """The row of a photo the model was not made for: no probability, the reason instead.
+
+        Stored (rather than no row) so that the case page, the worklist and the audit can say
+        *why* the AI is silent, distinct from a score that failed or is still pending."""
+        return cls(
+            **_verdict_columns(verdict),
+            case=case,
+            photo_id=photo_id,
+            photo_position=position,
+            model_version=model_version,
+            p_malignant=None,
+            uncertainty=None,
+            predicted_class=None,
+            probabilities=None,
+            superseded=False,
+            created_at=now,
+            role=role,
+        )
+
+
+def _verdict_columns(verdict: ModalityVerdict | None) -> dict[str, Any]:
+    if verdict is None:
+        return {}
+    return {
+        "domain": verdict.domain,
+        "domain_reason": verdict.reason,
+        "modality_version": verdict.version,
+        "ood": verdict.ood if verdict.applicable else None,
+        "ood_distance": round(verdict.ood_distance, 4),
+    }
 
 
 class Message(Base):

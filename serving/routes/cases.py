@@ -190,7 +190,13 @@ def case_detail(case: Case, user: User, priority: Priority | None, lang: str) ->
                         "uncertainty": by_photo[p.id].uncertainty,
                         "probabilities": by_photo[p.id].probabilities,
                         "model_version": by_photo[p.id].model_version,
-                        "saliency_url": f"/api/v1/cases/{case.id}/photos/{p.id}/saliency",
+                        # The modality check: dermoscopic photos are scored, others say why not.
+                        "domain": by_photo[p.id].domain,
+                        "not_applicable_reason": by_photo[p.id].domain_reason,
+                        "ood": by_photo[p.id].ood,
+                        "saliency_url": f"/api/v1/cases/{case.id}/photos/{p.id}/saliency"
+                        if by_photo[p.id].saliency_sha256
+                        else None,
                     }
                     if p.id in by_photo and triage
                     else None

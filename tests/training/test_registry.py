@@ -169,6 +169,15 @@ class TestRegisterAndList:
         assert float(stored.tags["metric.malignant_auroc"]) == figures["strong"]["malignant_auroc"]
         assert float(stored.tags["metric.n"]) == len(Y_TEST)
 
+    def test_every_version_declares_its_intended_use(self, store: Store, name: str) -> None:
+        register_version(store.client, name, store.weak_uri, {"malignant_auroc": 0.5})
+        version = store.client.get_model_version(name, "1")
+        assert version.tags["intended_use"] == "dermoscopic"
+        assert version.description.startswith("Intended use: dermoscopic images of a single")
+        registered = store.client.get_registered_model(name)
+        assert "clinical photos" in registered.description
+        assert registered.tags["intended_use"] == "dermoscopic"
+
     def test_trained_by_defaults_to_the_user_of_the_run(self, store: Store, name: str) -> None:
         register_version(store.client, name, store.weak_uri, {"malignant_auroc": 0.5})
         run_user = store.client.get_run(store.weak_run).data.tags["mlflow.user"]
