@@ -11,7 +11,6 @@
   account's identity: name, practice, RPPS number, e-mail, phone. A requester's requests carry it
   (never what a request body says), so this is where a GP's identity is corrected.
 
-
 Failed sign-ins are rate limited (429) by :func:`serving.auth.authenticate`; see docs/access.md.
 Sign-ins (failed ones too), sign-outs, token issue and revocation and account changes go to the
 audit trail (:func:`serving.audit.record`), in the same transaction as the change they record.
