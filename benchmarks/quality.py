@@ -39,7 +39,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from benchmarks import synthetic
-from pipeline.quality import PROBLEM_CODES, assess_bytes
+from models.segmenter import segment
+from pipeline.quality import PROBLEM_CODES, LesionSegmenter, QualityResult, assess_bytes
 from pipeline.quality_blur import shipped_blur_model
 from serving.settings import Settings
 
@@ -97,6 +98,16 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition("motion blur + noise", "length 4 %", "blur", synthetic.noisy_motion_blur, 0.04),
     Condition("motion blur + noise", "length 6 %", "blur", synthetic.noisy_motion_blur, 0.06, True),
 )
+
+
+#: The learned lesion outliner given to the checks, as the serving code gives it;
+#: ``--no-segmenter`` measures the colour rule alone (the figures before 2026-12-07).
+LESION_SEGMENTER: LesionSegmenter | None = segment
+
+
+def _assess(data: bytes) -> QualityResult:
+    """The GP's path: :func:`assess_bytes` with the outliner the run was asked for."""
+    return assess_bytes(data, lesion_segmenter=LESION_SEGMENTER)
 
 
 def pin_to_one_core() -> str:
@@ -163,7 +174,7 @@ def _tally(condition: Condition, images: Iterable[np.ndarray], rng: np.random.Ge
     tally = _Tally()
     for rgb in images:
         picture = rgb if condition.make is None else condition.make(rgb, condition.value, rng)
-        result = assess_bytes(synthetic.jpeg_bytes(picture))
+        result = _assess(synthetic.jpeg_bytes(picture))
         tally.rejected += not result.acceptable
         tally.hits += condition.code in result.codes if condition.code else 0
         tally.raised.update(result.codes)
@@ -219,7 +230,7 @@ def non_skin_table(count: int, seed: int) -> pd.DataFrame:
         hits = rejected = 0
         for _ in range(count):
             size = (int(rng.integers(320, 1600)), int(rng.integers(320, 1600)))
-            result = assess_bytes(synthetic.jpeg_bytes(make(size, rng)))
+            result = _assess(synthetic.jpeg_bytes(make(size, rng)))
             hits += "not_skin" in result.codes
             rejected += not result.acceptable
         rows.append(
@@ -243,12 +254,12 @@ def latency_table(samples: Sequence[tuple[str, bytes]], runs: int, seed: int) ->
         large.append(synthetic.jpeg_bytes(photo, quality=92))
     rows = []
     for label, corpus in (("224 px dermoscopy JPEG", small), ("12-MP JPEG 4000x3000", large)):
-        assess_bytes(corpus[0])  # warm-up: imports, first allocations
+        _assess(corpus[0])  # warm-up: imports, first allocations
         timings = []
         for i in range(max(runs, len(corpus))):
             data = corpus[i % len(corpus)]
             start = time.perf_counter()
-            assess_bytes(data)
+            _assess(data)
             timings.append(time.perf_counter() - start)
         p50, p95 = _percentiles(timings)
         size_mb = statistics.mean(len(data) for data in corpus) / 1e6
@@ -321,14 +332,14 @@ def real_verdicts(
             "usable": label.usable,
             "expected": label.expected,
         }
-        rows.append({**base, "variant": "real", "codes": assess_bytes(data).codes})
+        rows.append({**base, "variant": "real", "codes": _assess(data).codes})
         if not simulate:
             continue
         rgb = decode_rgb(data)
         for offset, (name, make) in enumerate(SIMULATIONS):
             rng = np.random.default_rng(seed + 10_000 * offset + index)
             picture = synthetic.jpeg_bytes(make(rgb, rng))
-            rows.append({**base, "variant": name, "codes": assess_bytes(picture).codes})
+            rows.append({**base, "variant": name, "codes": _assess(picture).codes})
     return pd.DataFrame(rows)
 
 
@@ -498,7 +509,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="real-photo tables without the simulated dark-skin and dim-light variants",
     )
+    parser.add_argument(
+        "--no-segmenter",
+        action="store_true",
+        help="judge framing by the colour rule alone (no learned lesion outline)",
+    )
     args = parser.parse_args(argv)
+    global LESION_SEGMENTER
+    LESION_SEGMENTER = None if args.no_segmenter else segment
 
     where = pin_to_one_core()
     dataset_dir = args.dataset_dir or Settings().dataset_dir

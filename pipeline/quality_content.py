@@ -387,3 +387,76 @@ def lesion(rgb: np.ndarray, fov: np.ndarray) -> Lesion:
         distinctness=distinctness,
         rival_distinctness=rival,
     )
+
+
+@dataclass(frozen=True)
+class Outline:
+    """Where a learned lesion outline (a boolean mask the caller's segmenter drew on the small
+    copy) puts the lesion, and whether that outline can be believed.
+
+    The segmenter learned from dermoscopy of mostly pigmented lesions. On a pink or scaly lesion
+    in a phone close-up it spreads over most of the frame or breaks into fragments that follow
+    redness and pen marks (docs/quality.md, "Learned lesion outline"), so it is ``trusted`` (1.0)
+    only when it looks like one lesion: its largest region covers :data:`OUTLINE_MIN_AREA` to
+    :data:`OUTLINE_MAX_AREA` of the field and holds at least :data:`OUTLINE_MIN_MAIN_SHARE` of
+    the masked pixels. ``area_fraction``: that main region over the field; ``main_share``: its
+    share of the masked pixels; ``offset``, ``edge_run``, ``lost_fraction`` and
+    ``opposite_margin``: as in :class:`Lesion`, for the main region.
+    """
+
+    trusted: float
+    area_fraction: float
+    main_share: float
+    offset: float = 0.0
+    edge_run: float = 0.0
+    lost_fraction: float = 0.0
+    opposite_margin: float = 0.0
+
+
+#: The outline is trusted only when its main region covers at least this share of the field:
+#: below it the network found no lesion it is sure of (or a speck), and "too small" would be
+#: a guess.
+OUTLINE_MIN_AREA = 0.02
+#: ... and at most this share: beyond it the outline is spreading over inflamed skin, as it does
+#: on pink lesions in phone close-ups, and says nothing about where the lesion ends.
+OUTLINE_MAX_AREA = 0.70
+#: ... and the main region holds at least this share of everything outlined: several fragments
+#: of similar size are redness and pen marks, not one lesion.
+OUTLINE_MIN_MAIN_SHARE = 0.8
+
+
+def outline(mask: np.ndarray, fov: np.ndarray) -> Outline:
+    """Measure a lesion ``mask`` (bool, any size; the small copy's is cheapest) in the field
+    ``fov`` (bool, the working copy's size). See :class:`Outline`."""
+    mask = np.asarray(mask, dtype=bool)
+    height, width = mask.shape
+    field = cv2.resize(fov.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    field = field.astype(bool)
+    if not field.all():
+        # A dermatoscope's rim: measured inside the field, as :func:`lesion` does.
+        field = cv2.erode(field.astype(np.uint8), np.ones((11, 11), np.uint8)).astype(bool)
+    inside = mask & field
+    total = int(inside.sum())
+    field_size = max(int(field.sum()), 1)
+    if total == 0:
+        return Outline(trusted=0.0, area_fraction=0.0, main_share=0.0)
+    _, labels, stats, centroids = cv2.connectedComponentsWithStats(
+        inside.astype(np.uint8), connectivity=8
+    )
+    best = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    main = labels == best
+    area = float(stats[best, cv2.CC_STAT_AREA]) / field_size
+    share = float(stats[best, cv2.CC_STAT_AREA]) / total
+    trusted = OUTLINE_MIN_AREA <= area <= OUTLINE_MAX_AREA and share >= OUTLINE_MIN_MAIN_SHARE
+    cx, cy = centroids[best]
+    offset = max(abs(cx - (width - 1) / 2) / (width / 2), abs(cy - (height - 1) / 2) / (height / 2))
+    _, edge_run, _, lost, margin = _frame_cut(main, np.zeros(main.shape, np.float32), field, 0.0)
+    return Outline(
+        trusted=float(trusted),
+        area_fraction=area,
+        main_share=share,
+        offset=float(offset),
+        edge_run=edge_run,
+        lost_fraction=lost,
+        opposite_margin=margin,
+    )

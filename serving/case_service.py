@@ -276,6 +276,7 @@ def create_case(
         raise InvalidRequestError({"requester": _TEXT["no_rpps"][lang]})
     if not 1 <= len(photos) <= MAX_PHOTOS:
         raise InvalidRequestError({"photos": _TEXT["photo_count"][lang]})
+    from models.segmenter import segment
     from pipeline.quality import assess_bytes
     from pipeline.quality_blur import shipped_blur_model_version
 
@@ -292,7 +293,13 @@ def create_case(
     if errors:
         raise InvalidRequestError(errors)
     qualities = [
-        assess_bytes(upload.data, lang=lang, max_bytes=max_bytes, max_pixels=max_pixels)
+        assess_bytes(
+            upload.data,
+            lang=lang,
+            max_bytes=max_bytes,
+            max_pixels=max_pixels,
+            lesion_segmenter=segment,
+        )
         for upload in photos
     ]
     stored = write_for_session(session, store, prepared)
@@ -328,7 +335,10 @@ def create_case(
                 height=photo.height,
                 size_bytes=photo.size_bytes,
                 thumbnail_sha256=photo.thumbnail_sha256,
-                quality={**quality.to_dict(), "checks": quality_checks},
+                quality={
+                    **quality.to_dict(with_outline=True),
+                    "checks": {**quality_checks, **quality.checks},
+                },
                 quality_acceptable=bool(quality.acceptable),
                 created_at=now,
             )

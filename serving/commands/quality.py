@@ -67,6 +67,8 @@ def _line(file: str, result: QualityResult, lang: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from models.segmenter import segment  # torch: loaded only when photos are judged
+
     settings = get_settings()
     lang = args.lang or settings.language
     status = 0
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
                 lang=lang,
                 max_bytes=settings.max_upload_bytes,
                 max_pixels=settings.max_image_pixels,
+                lesion_segmenter=segment,
             )
         if args.json:
             sys.stdout.write(json.dumps(result.to_dict(file=file), ensure_ascii=False) + "\n")

@@ -23,6 +23,7 @@ import anyio
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Request
 from pydantic import BaseModel
 
+from models.segmenter import segment
 from pipeline.quality import QualityResult, assess_bytes
 from serving.deps import SettingsDep
 from serving.uploads import UploadError, display_name, read_single_upload
@@ -121,6 +122,7 @@ async def check_quality(
         lang=lang or settings.language,
         max_bytes=settings.max_upload_bytes,
         max_pixels=settings.max_image_pixels,
+        lesion_segmenter=segment,
     )
     result: QualityResult = await anyio.to_thread.run_sync(check, limiter=_limiter(request.app))
     return QualityOut.model_validate(result.to_dict(file=display_name(upload.filename)))
