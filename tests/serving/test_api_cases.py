@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageFilter
 
+from models.segmenter import shipped_segmenter
 from pipeline.quality_blur import shipped_blur_model_version
 from serving.app import create_app
 from serving.settings import Settings
@@ -192,8 +193,11 @@ def test_a_photo_that_fails_quality_is_accepted_but_flags_the_case(
     case = created(client, [buffer.getvalue()])
     assert case["photos"][0]["quality"]["acceptable"] is False
     assert case["photos"][0]["quality"]["problems"]  # whichever check caught it
-    # The verdict says which fitted blur detector took part in it.
-    assert case["photos"][0]["quality"]["checks"] == {"blur_model": shipped_blur_model_version()}
+    # The verdict says which fitted parts (blur detector, lesion outline) took part in it.
+    assert case["photos"][0]["quality"]["checks"] == {
+        "blur_model": shipped_blur_model_version(),
+        "lesion_segmenter": shipped_segmenter().version,
+    }
     worker(client).run_once()
     item = client.get("/api/v1/cases", headers=sign_in(client, READER)).json()["items"][0]
     assert item["scoring_state"] == "done"

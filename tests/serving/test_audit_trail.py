@@ -19,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
+from models.segmenter import shipped_segmenter
 from pipeline.quality_blur import shipped_blur_model_version
 from serving import audit
 from serving.app import create_app
@@ -182,7 +183,10 @@ def test_events_say_which_model_and_carry_no_patient_data(client: TestClient, ph
     assert saliency["model_version"] == "test-model/1"
     quality = next(e for e in events if e["action"] == "case.photo.quality")
     assert set(quality["details"]) == {"photo_id", "position", "acceptable", "problems", "checks"}
-    assert quality["details"]["checks"] == {"blur_model": shipped_blur_model_version()}
+    assert quality["details"]["checks"] == {
+        "blur_model": shipped_blur_model_version(),
+        "lesion_segmenter": shipped_segmenter().version,
+    }
     validate = next(e for e in events if e["action"] == "case.validate")
     # The revision validated is named: which text the senior vouched for.
     assert validate["details"] == {"from": "report_written", "to": "validated", "revision": 1}
