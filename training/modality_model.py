@@ -7,17 +7,21 @@ Data, and which photos may be used for what:
   config for derm-dev's lesions; ham-extra's lesions that derm-dev also has take derm-dev's
   split, the others are split by ``lesion_id`` with the same fractions and seed). Validation
   lesions set the out-of-distribution threshold; test lesions give the final figure only.
-- **clinical**: ``clinical-phone`` (real smartphone photos, no dermatoscope). A photo is in the
-  ``holdout`` when the first 8 hex digits of the sha256 of its file name, modulo 10, are below 3,
-  else in ``fit``: a fixed rule anyone can recompute. Holdout photos are never fitted on nor used
-  for a threshold; they give the final figure only.
+- **clinical**: the ``clinical-phone`` photos hand-labelled ``modality=clinical`` in
+  ``benchmarks/clinical_phone_labels.csv`` (docs/photo-labels.md). Not every phone photo is
+  clinical: the 107 labelled ``dermoscopic`` (all the 384 x 288 ones, a second dermatoscope)
+  join the **dermoscopic** class, each with its variants; the one ``unsure`` photo is left out.
+  A photo is in the ``holdout`` when the first 8 hex digits of the sha256 of its file name,
+  modulo 10, are below 3, else in ``fit`` (the CSV's ``split`` column; checked to agree): a fixed
+  rule anyone can recompute. Holdout photos are never fitted on nor used for a threshold; they
+  give the final figures only, clinical and dermoscopic rows apart.
 - **other**: pictures that are not photos of skin (documents, screens, walls, sky, objects,
   textures) made in code here, deliberately not by :mod:`benchmarks.synthetic`, so the tests and
   the benchmark judge the check on a family it was not fitted on.
 
 Clinical-looking photos cannot be made honestly from dermoscopic ones (a dermoscopic image
-cropped or blurred is still a dermoscopic image), so the clinical class is the phone photos and
-their augmentations only.
+cropped or blurred is still a dermoscopic image), so the clinical class is the phone photos
+labelled clinical and their augmentations only.
 
 Every photo used for fitting goes through :func:`vary` (crop, zoom, aspect, flips, light,
 rescaling to 120-700 px and a JPEG at quality 50-95) so the check cannot key on the size or the
@@ -80,12 +84,31 @@ def clinical_split(file_name: str) -> str:
     return "holdout" if bucket < CLINICAL_HOLDOUT_SHARE else "fit"
 
 
-def clinical_photos(clinical_dir: Path) -> pd.DataFrame:
-    """``file, path, split`` of every clinical-phone photo."""
+#: Hand labels of the clinical-phone photos (docs/photo-labels.md); ``modality`` is the column
+#: read here.
+LABELS_FILE = _PROJECT_DIR / "benchmarks" / "clinical_phone_labels.csv"
+
+
+def clinical_photos(clinical_dir: Path, labels_file: Path = LABELS_FILE) -> pd.DataFrame:
+    """``file, path, split, modality`` of every clinical-phone photo with its hand label.
+
+    ``modality`` is ``clinical``, ``dermoscopic`` or ``unsure`` as labelled; a photo without a
+    label is an error (a new photo must be labelled before it is fitted on or counted).
+    """
     frame = pd.read_csv(Path(clinical_dir) / "images.csv")
+    labels = pd.read_csv(labels_file).set_index("file")
+    missing = sorted(set(frame["file"]) - set(labels.index))
+    if missing:
+        raise ValueError(f"clinical-phone photos without a modality label: {missing[:5]}")
     frame["path"] = [str(Path(clinical_dir) / "images" / f) for f in frame["file"]]
     frame["split"] = [clinical_split(f) for f in frame["file"]]
-    return frame[["file", "path", "split"]]
+    if not (frame["split"].to_numpy() == labels.loc[frame["file"], "split"].to_numpy()).all():
+        raise ValueError(f"{labels_file.name}: split column disagrees with the holdout rule")
+    frame["modality"] = labels.loc[frame["file"], "modality"].to_numpy()
+    unknown = set(frame["modality"]) - {"clinical", "dermoscopic", "unsure"}
+    if unknown:
+        raise ValueError(f"{labels_file.name}: unknown modality labels {sorted(unknown)}")
+    return frame[["file", "path", "split", "modality"]]
 
 
 def dermoscopic_split(derm_dev_dir: Path, ham_extra_dir: Path | None) -> pd.DataFrame:
@@ -314,6 +337,7 @@ class FeatureSets:
     clinical_holdout: np.ndarray
     clinical_holdout_224: np.ndarray
     clinical_holdout_600: np.ndarray
+    phone_dermoscopic_holdout: np.ndarray
     other_holdout: np.ndarray
     counts: dict[str, int]
     seconds: float
@@ -351,33 +375,44 @@ def extract_features(
     train_images = [_open(p) for p in train["image_path"]]
     derm_train_original = feats(train_images)
     derm_varied = feats([vary(im, rng) if rng.random() < 0.8 else im for im in train_images])
-    fit_clinical = clinical[clinical["split"] == "fit"].reset_index(drop=True)
-    clin_images, clin_groups = [], []
-    for i, path in enumerate(fit_clinical["path"]):
+    # Phone photos by their hand label: clinical ones are the clinical class, dermoscopic ones
+    # (a second dermatoscope) join the dermoscopic class, unsure ones are left out. Each photo
+    # and its variants are one group, so a fold never splits them.
+    fit_phone = clinical[
+        (clinical["split"] == "fit") & clinical["modality"].isin(["clinical", "dermoscopic"])
+    ].reset_index(drop=True)
+    phone_images, phone_groups, phone_y = [], [], []
+    for i, (path, modality) in enumerate(
+        zip(fit_phone["path"], fit_phone["modality"], strict=True)
+    ):
+        label = 1 if modality == "clinical" else 0
         image = _open(path)
-        clin_images.append(image)
-        clin_groups.append(i)
+        phone_images.append(image)
         for _ in range(clinical_variants):
-            clin_images.append(vary(image, rng))
-            clin_groups.append(i)
-    clinical_fit = feats(clin_images)
+            phone_images.append(vary(image, rng))
+        phone_groups += [i] * (clinical_variants + 1)
+        phone_y += [label] * (clinical_variants + 1)
+    phone_fit = feats(phone_images)
     other_fit = feats([vary(im, rng) for im in other_pictures(others, rng)])
 
-    fit_x = np.concatenate([derm_varied, clinical_fit, other_fit])
+    fit_x = np.concatenate([derm_varied, phone_fit, other_fit])
     fit_y = np.concatenate(
-        [np.zeros(len(derm_varied)), np.ones(len(clinical_fit)), np.full(len(other_fit), 2)]
+        [np.zeros(len(derm_varied)), np.asarray(phone_y), np.full(len(other_fit), 2)]
     ).astype(int)
     fit_groups = np.concatenate(
         [
             np.arange(len(derm_varied)),
-            10**6 + np.asarray(clin_groups),
+            10**6 + np.asarray(phone_groups),
             2 * 10**6 + np.arange(len(other_fit)),
         ]
     )
 
     test_images = [_open(p) for p in test["image_path"]]
-    holdout = clinical[clinical["split"] == "holdout"]
+    holdout = clinical[(clinical["split"] == "holdout") & (clinical["modality"] == "clinical")]
     holdout_images = [_open(p) for p in holdout["path"]]
+    phone_derm_holdout = clinical[
+        (clinical["split"] == "holdout") & (clinical["modality"] == "dermoscopic")
+    ]
     held_rng = np.random.default_rng(seed + 1000)
     sets = FeatureSets(
         fit_x=fit_x,
@@ -390,18 +425,22 @@ def extract_features(
         clinical_holdout=feats(holdout_images),
         clinical_holdout_224=feats([jpeg(resized(im, 224), 85) for im in holdout_images]),
         clinical_holdout_600=feats([jpeg(resized(im, 600), 85) for im in holdout_images]),
+        phone_dermoscopic_holdout=feats([_open(p) for p in phone_derm_holdout["path"]]),
         other_holdout=feats(other_pictures(max(60, others // 4), held_rng)),
         counts={
             "derm_fit_photos": len(train),
             "derm_fit_lesions": int(train["lesion_id"].nunique()),
             "derm_fit_from_ham_extra": int((train["source"] == "ham-extra").sum()),
-            "clinical_fit_photos": len(fit_clinical),
-            "clinical_fit_variants": len(clinical_fit),
+            "clinical_fit_photos": int((fit_phone["modality"] == "clinical").sum()),
+            "phone_dermoscopic_fit_photos": int((fit_phone["modality"] == "dermoscopic").sum()),
+            "phone_fit_with_variants": len(phone_fit),
+            "phone_unsure_left_out": int((clinical["modality"] == "unsure").sum()),
             "other_fit": len(other_fit),
             "derm_val": len(val),
             "derm_test": len(test),
             "derm_test_lesions": int(test["lesion_id"].nunique()),
             "clinical_holdout": len(holdout),
+            "phone_dermoscopic_holdout": len(phone_derm_holdout),
         },
         seconds=0.0,
     )
@@ -536,6 +575,8 @@ def fit_from_features(
         "holdout_clinical_600px": share(sets.clinical_holdout_600, "clinical"),
         "holdout_other": share(sets.other_holdout, "other"),
         "holdout_clinical_scored": share(sets.clinical_holdout, "dermoscopic"),
+        "holdout_phone_dermoscopic": share(sets.phone_dermoscopic_holdout, "dermoscopic"),
+        "ood_flagged_holdout_phone_dermoscopic": ood_share(sets.phone_dermoscopic_holdout),
         "ood_flagged_test_dermoscopic": ood_share(sets.derm_test),
         "ood_threshold": threshold,
         "dermoscopic_threshold": threshold_derm,
@@ -550,6 +591,8 @@ def fit_from_features(
         "ood_threshold_rule": f"{OOD_QUANTILE:.2f} quantile of validation-split dermoscopy",
         "dermoscopic_threshold_rule": DERMOSCOPIC_THRESHOLD_RULE,
         "clinical_holdout_rule": "int(sha256(file_name)[:8], 16) % 10 < 3",
+        "phone_labels": "benchmarks/clinical_phone_labels.csv modality: clinical -> clinical, "
+        "dermoscopic -> dermoscopic, unsure left out",
         "counts": sets.counts,
         "figures": {k: round(v, 5) for k, v in figures.items()},
     }

@@ -1,8 +1,10 @@
 """The photo-modality check: which photos the classifier may read, whatever their size or JPEG.
 
 Real photos: derm-dev test-split lesions (never fitted on) and clinical-phone holdout photos
-(never fitted on nor used for a threshold); non-skin pictures from the benchmark's generators, a
-family the check was not fitted on (it is fitted on :mod:`training.modality_model`'s own).
+(never fitted on nor used for a threshold), taken by their hand label
+(``benchmarks/clinical_phone_labels.csv`` ``modality``: 107 phone photos are dermoscopic);
+non-skin pictures from the benchmark's generators, a family the check was not fitted on (it is
+fitted on :mod:`training.modality_model`'s own).
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from models.modality import (
 )
 from training.config import TrainConfig
 from training.data import config_split, load_metadata
-from training.modality_model import FeatureSets, clinical_split, fit_from_features
+from training.modality_model import (
+    LABELS_FILE,
+    FeatureSets,
+    clinical_photos,
+    clinical_split,
+    fit_from_features,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +53,21 @@ def test_split_photos(dataset_dir: Path) -> list[Path]:
     test = split[split["split"] == "test"].drop_duplicates("lesion_id").sort_values("image_id")
     chosen = pd.concat([test.iloc[::97], test.iloc[5::131]]).head(8)
     return [dataset_dir / "images" / f"{i}.jpg" for i in chosen["image_id"]]
+
+
+def labelled_holdout(dataset_dir: Path, modality: str, n: int = 6) -> list[Path]:
+    """The first ``n`` clinical-phone holdout photos hand-labelled ``modality``."""
+    folder = dataset_dir.parent / "clinical-phone"
+    if not (folder / "images.csv").is_file():
+        pytest.skip(f"no clinical-phone photos at {folder}")
+    photos = clinical_photos(folder)
+    chosen = photos[(photos["split"] == "holdout") & (photos["modality"] == modality)]
+    return [Path(p) for p in chosen.sort_values("file")["path"].head(n)]
+
+
+@pytest.fixture(scope="module")
+def labelled_clinical_holdout(dataset_dir: Path) -> list[Path]:
+    return labelled_holdout(dataset_dir, "clinical")
 
 
 def reencoded(path: Path, short_side: int, quality: int = 85) -> Image.Image:
@@ -70,17 +93,31 @@ def test_held_out_dermoscopy_reads_dermoscopic_even_resized_and_reencoded(
     assert domains(check, at_384) == ["dermoscopic"] * len(at_384)
 
 
-def test_clinical_phone_holdout_photos_read_clinical_at_any_size(
-    check: ModalityCheck, clinical_holdout_photos: list[Path]
+def test_clinical_phone_holdout_photos_labelled_clinical_read_clinical_at_any_size(
+    check: ModalityCheck, labelled_clinical_holdout: list[Path]
 ) -> None:
     for side in (None, 224, 600):
         images = [
             Image.open(p).convert("RGB") if side is None else reencoded(p, side)
-            for p in clinical_holdout_photos
+            for p in labelled_clinical_holdout
         ]
         verdicts = check.check(images)
         assert [v.domain for v in verdicts] == ["clinical"] * len(images), side
         assert all(not v.applicable and v.reason == "clinical_photo" for v in verdicts)
+
+
+def test_phone_photos_take_their_class_from_the_hand_labels(dataset_dir: Path) -> None:
+    photos = clinical_photos(dataset_dir.parent / "clinical-phone")
+    counts = photos.groupby(["split", "modality"]).size().to_dict()
+    assert counts == {
+        ("fit", "clinical"): 228,
+        ("fit", "dermoscopic"): 74,
+        ("fit", "unsure"): 1,
+        ("holdout", "clinical"): 120,
+        ("holdout", "dermoscopic"): 33,
+    }
+    labels = pd.read_csv(LABELS_FILE).set_index("file")["modality"]
+    assert (photos.set_index("file")["modality"] == labels[photos["file"]]).all()
 
 
 def test_pictures_that_are_not_skin_are_never_read_as_dermoscopy(check: ModalityCheck) -> None:
@@ -131,6 +168,7 @@ def test_a_fit_is_reproduced_exactly_from_its_seed() -> None:
         clinical_holdout=cloud(1, 20),
         clinical_holdout_224=cloud(1, 20),
         clinical_holdout_600=cloud(1, 20),
+        phone_dermoscopic_holdout=cloud(0, 10),
         other_holdout=cloud(2, 20),
         counts={},
         seconds=0.0,
