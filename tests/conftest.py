@@ -62,17 +62,21 @@ def derm_images(dataset_dir: Path, derm_metadata: pd.DataFrame) -> list[Path]:
 
 @pytest.fixture(scope="session")
 def clinical_holdout_photos(dataset_dir: Path) -> list[Path]:
-    """Six real smartphone clinical photos (no dermatoscope) from ``clinical-phone``'s holdout:
-    photos the modality check was never fitted on (training.modality_model.clinical_split)."""
-    import hashlib
+    """Six real smartphone clinical photos (no dermatoscope) from ``clinical-phone``'s hold-out:
+    rows the hand labels call ``clinical`` (a quarter of the folder is dermoscopic), which the
+    modality check was never fitted on (``benchmarks/clinical_phone_labels.csv``)."""
+    import csv
 
     folder = dataset_dir.parent / "clinical-phone" / "images"
     require_tool(folder.is_dir(), f"clinical-phone photos at {folder}")
-
-    def holdout(name: str) -> bool:
-        return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 10 < 3
-
-    return sorted(p for p in folder.glob("*.jpg") if holdout(p.name))[:6]
+    labels = Path(__file__).resolve().parent.parent / "benchmarks" / "clinical_phone_labels.csv"
+    with labels.open(newline="") as handle:
+        rows = [
+            row["file"]
+            for row in csv.DictReader(handle)
+            if row["split"] == "holdout" and row["modality"] == "clinical"
+        ]
+    return [folder / name for name in sorted(rows)[:6]]
 
 
 @pytest.fixture(scope="session")
