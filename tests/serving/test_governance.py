@@ -374,7 +374,9 @@ def live(
         week2 = []
         for i in range(3, 6):
             clock.now = T0 + timedelta(days=7, hours=i)
-            dark = [_darkened(p) for p in derm_images[2 * i : 2 * i + 2]]
+            # Week 1's lesions, darkened: photos the modality check still reads as dermoscopic
+            # (some other darkened samples read as clinical and, rightly, get no score).
+            dark = [_darkened(p) for p in derm_images[2 * (i - 3) : 2 * (i - 3) + 2]]
             week2.append(_submit(client, i, dark))
         _score_everything(client)
         yield Live(client, clock, store, week1, week2)
@@ -392,7 +394,12 @@ def _case_scores(scores: list[Score], version: str, role: str) -> dict[int, floa
     the rows, independently of the governance code."""
     found: dict[int, float] = {}
     for score in scores:
-        if score.model_version == version and score.role == role and not score.superseded:
+        if (
+            score.model_version == version
+            and score.role == role
+            and not score.superseded
+            and score.p_malignant is not None  # a photo outside the intended use has no score
+        ):
             found[score.case_id] = max(found.get(score.case_id, 0.0), score.p_malignant)
     return found
 
