@@ -12,12 +12,13 @@ The schema is created and changed only by the Alembic migrations in ``serving/db
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -113,6 +115,9 @@ class Case(Base):
     # Bumped by every human action, as a compare-and-set (serving.case_service._claim): of two
     # people acting on the case at once, exactly one succeeds.
     version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The patient agreed that the photos may be reused to improve the tool (the GP form's box);
+    # only such cases, once validated, are exported as training data.
+    reuse_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     photos: Mapped[list[Photo]] = relationship(
         back_populates="case", order_by="Photo.position", cascade="all, delete-orphan"
@@ -128,6 +133,9 @@ class Case(Base):
     )
     events: Mapped[list[Event]] = relationship(
         back_populates="case", order_by="Event.id", cascade="all, delete-orphan"
+    )
+    outcomes: Mapped[list[Outcome]] = relationship(
+        back_populates="case", order_by="Outcome.id", cascade="all, delete-orphan"
     )
 
     @property
@@ -330,6 +338,8 @@ class Report(Base):
     conduct: Mapped[str] = mapped_column(String(16))
     interval: Mapped[int | None] = mapped_column(Integer)
     diagnosis: Mapped[str] = mapped_column(String(300), default="")
+    # The structured diagnosis (a key of pipeline.diagnosis); NULL on reports written before it.
+    diagnosis_code: Mapped[str | None] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
     author_id: Mapped[str] = mapped_column(String(64))
     author_name: Mapped[str] = mapped_column(String(120))
@@ -340,6 +350,24 @@ class Report(Base):
     validated_at: Mapped[datetime | None]
 
     case: Mapped[Case] = relationship(back_populates="report")
+
+
+class Outcome(Base):
+    """What the lesion turned out to be, recorded after the report: coded diagnosis, date,
+    and how it was confirmed (histology, consultation, follow-up)."""
+
+    __tablename__ = "outcomes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    diagnosis_code: Mapped[str] = mapped_column(String(32))
+    outcome_date: Mapped[date] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(16))
+    recorded_by_id: Mapped[str] = mapped_column(String(64))
+    recorded_by_name: Mapped[str] = mapped_column(String(120))
+    recorded_at: Mapped[datetime]
+
+    case: Mapped[Case] = relationship(back_populates="outcomes")
 
 
 class Event(Base):
