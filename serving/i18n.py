@@ -107,6 +107,35 @@ CATALOGUE: dict[str, dict[Language, str]] = {
     "problem.colour_cast": {"fr": "Couleurs faussées", "en": "Colour cast"},
     "problem.unreadable_file": {"fr": "Fichier illisible", "en": "Unreadable file"},
     "problem.other": {"fr": "Problème", "en": "Problem"},
+    # --- coded diagnosis (pipeline.diagnosis) and how an outcome was established ---------------
+    "diagnosis.melanoma": {"fr": "Mélanome", "en": "Melanoma"},
+    "diagnosis.bcc": {"fr": "Carcinome basocellulaire", "en": "Basal cell carcinoma"},
+    "diagnosis.scc": {"fr": "Carcinome épidermoïde", "en": "Squamous cell carcinoma"},
+    "diagnosis.ak_bowen": {
+        "fr": "Kératose actinique / maladie de Bowen",
+        "en": "Actinic keratosis / Bowen's disease",
+    },
+    "diagnosis.naevus": {"fr": "Nævus", "en": "Naevus"},
+    "diagnosis.seborrhoeic_keratosis": {
+        "fr": "Kératose séborrhéique / kératose bénigne",
+        "en": "Seborrhoeic keratosis / benign keratosis",
+    },
+    "diagnosis.dermatofibroma": {"fr": "Dermatofibrome", "en": "Dermatofibroma"},
+    "diagnosis.vascular": {"fr": "Lésion vasculaire", "en": "Vascular lesion"},
+    "diagnosis.other_benign": {"fr": "Autre lésion bénigne", "en": "Other benign lesion"},
+    "diagnosis.other_malignant": {"fr": "Autre lésion maligne", "en": "Other malignant lesion"},
+    "diagnosis.inflammatory": {
+        "fr": "Inflammatoire ou autre non tumoral",
+        "en": "Inflammatory or other non-tumour",
+    },
+    "diagnosis.uncertain": {
+        "fr": "Incertain (consultation nécessaire)",
+        "en": "Uncertain (needs a consultation)",
+    },
+    "outcome_source.histology": {"fr": "Histologie", "en": "Histology"},
+    "outcome_source.consultation": {"fr": "Consultation", "en": "Consultation"},
+    "outcome_source.follow_up": {"fr": "Suivi", "en": "Follow-up"},
+    "outcome_source.expert_report": {"fr": "Compte rendu validé", "en": "Validated report"},
     # --- errors the page can meet before any verdict ------------------------------------------
     "error.too_large": {
         "fr": "Ce fichier dépasse {max_mb} Mo : envoyez la photo d'origine en JPEG ou HEIC, "
