@@ -247,15 +247,11 @@ def _check_unit(name: str, value: float | None) -> None:
         raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
 
 
-def assess(
-    facts: CaseFacts, now: datetime, *, deadline_hours: float = DEFAULT_DEADLINE_HOURS
-) -> Priority:
-    """Apply the policy (see the module docstring) to one case at time ``now``."""
+def _base(facts: CaseFacts) -> tuple[float, bool, list[Reason]]:
+    """The part of a case's score that does not depend on time: risk, uncertainty and red-flag
+    points, whether the case is flagged for a human look, and the reasons so far."""
     _check_unit("p_malignant", facts.p_malignant)
     _check_unit("uncertainty", facts.uncertainty)
-    if deadline_hours <= 0:
-        raise ValueError("deadline_hours must be positive")
-
     reasons: list[Reason] = []
     flagged = False
     scored = facts.scoring is ScoringState.done and facts.p_malignant is not None
@@ -291,6 +287,28 @@ def assess(
     flags = facts.red_flags.active()
     red_points = min(RED_FLAG_CAP, sum(RED_FLAG_POINTS[name] for name in flags))
     reasons.extend(Reason(name) for name in flags)
+    return RISK_WEIGHT * p + UNCERTAINTY_WEIGHT * u + red_points, flagged, reasons
+
+
+def base_points(facts: CaseFacts) -> tuple[float, bool]:
+    """(points before waiting, flagged): what stays fixed while the case waits.
+
+    The score at any later moment is these points plus ``WAITING_WEIGHT * min(w / D, 1)``, and a
+    flagged or overdue case is at least ``high``; replaying a queue (``pipeline.real_world``)
+    needs only this and the arrival time of each case, instead of re-assessing every case at
+    every moment.
+    """
+    points, flagged, _ = _base(facts)
+    return points, flagged
+
+
+def assess(
+    facts: CaseFacts, now: datetime, *, deadline_hours: float = DEFAULT_DEADLINE_HOURS
+) -> Priority:
+    """Apply the policy (see the module docstring) to one case at time ``now``."""
+    if deadline_hours <= 0:
+        raise ValueError("deadline_hours must be positive")
+    points, flagged, reasons = _base(facts)
 
     read_at = facts.first_read_at
     waited_until = read_at if read_at is not None else now
@@ -303,12 +321,7 @@ def assess(
     elif unread and to_deadline <= DEADLINE_SOON_HOURS:
         reasons.append(Reason("deadline_soon", to_deadline))
 
-    score = (
-        RISK_WEIGHT * p
-        + UNCERTAINTY_WEIGHT * u
-        + red_points
-        + WAITING_WEIGHT * min(waiting / deadline_hours, 1.0)
-    )
+    score = points + WAITING_WEIGHT * min(waiting / deadline_hours, 1.0)
     tier = _tier_for(score)
     if flagged or (unread and to_deadline <= 0):
         tier = _at_least(tier, Tier.high)
