@@ -168,6 +168,10 @@ class Questionnaire(BaseModel):
     treatments: str = Field(default="", max_length=1000)
     allergies: str = Field(default="", max_length=500)
     clinical_question: str = Field(min_length=10, max_length=2000)
+    # The patient agreed that the photos may be reused to improve the tool. Default no: only an
+    # explicit yes lets a validated case into a training set (``dermtriage dataset export``).
+    # Stored on the case (``cases.reuse_consent``), not in its questionnaire JSON.
+    reuse_consent: bool = False
 
     @property
     def recent_change(self) -> bool:
@@ -257,6 +261,7 @@ BOOLEAN_FIELDS: tuple[str, ...] = (
     "personal_history_skin_cancer",
     "family_history_skin_cancer",
     "immunosuppression",
+    "reuse_consent",
 )
 
 

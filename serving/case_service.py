@@ -17,7 +17,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import select, update
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from pipeline.access import Permission, can, sees_every_centre
+from pipeline.diagnosis import DiagnosisCode, OutcomeSource
 from pipeline.intake import IntakeError
 from pipeline.priority import CaseFacts, Priority, RedFlags, ScoringState, Tier, assess
 from pipeline.questionnaire import Questionnaire
@@ -40,7 +41,7 @@ from pipeline.workflow import (
 )
 from serving import audit
 from serving.auth import lookup_user
-from serving.db.models import Case, Event, Message, Photo, Report
+from serving.db.models import Case, Event, Message, Outcome, Photo, Report
 from serving.storage import PhotoStore, write_for_session
 from serving.users import User
 
@@ -315,7 +316,8 @@ def create_case(
         requester_organisation=user.organisation,
         centre=user.centre,
         patient_pseudonym=questionnaire.patient_pseudonym,
-        questionnaire=questionnaire.model_dump(mode="json"),
+        questionnaire=questionnaire.model_dump(mode="json", exclude={"reuse_consent"}),
+        reuse_consent=questionnaire.reuse_consent,
         scoring_state=ScoringState.pending.value,
         scoring_attempts=0,
         idempotency_key=idempotency_key,
@@ -476,7 +478,9 @@ def write_report(
     session: Session, case: Case, user: User, content: ReportContent, now: datetime
 ) -> Report:
     """Write (or revise, before validation) the report; the case awaits a senior's validation."""
-    _move(session, case, Action.write_report, user, now, detail={"conduct": content.conduct.value})
+    code = content.diagnosis_code.value if content.diagnosis_code is not None else None
+    detail = {"conduct": content.conduct.value, "diagnosis_code": code}
+    _move(session, case, Action.write_report, user, now, detail=detail)
     report = case.report
     if report is None:
         report = Report(case=case, revision=1)
@@ -486,11 +490,62 @@ def write_report(
     report.conduct = content.conduct.value
     report.interval = content.interval
     report.diagnosis = content.diagnosis
+    report.diagnosis_code = code
     report.text = content.text
     report.author_id = user.id
     report.author_name = user.name
     report.written_at = now
     return report
+
+
+# An outcome says what the lesion turned out to be, so it follows the experts' answer: once the
+# report is validated (the case may be closed since).
+OUTCOME_STATUSES = frozenset({Status.validated, Status.closed})
+OUTCOME_ACTION = "outcome"
+
+
+def record_outcome(
+    session: Session,
+    case: Case,
+    user: User,
+    code: DiagnosisCode,
+    source: OutcomeSource,
+    outcome_date: date,
+    now: datetime,
+) -> Outcome:
+    """A reader or senior of the case's centre records what the lesion turned out to be.
+
+    Outcomes accumulate (a consultation, then the histology); none replaces another, and the
+    figures pick the strongest (:func:`pipeline.diagnosis.reference_diagnosis`). Recorded in the
+    case's history and the audit trail like every change; the case's status does not move.
+    """
+    _may_change(user, case)
+    _require_role(user, (Role.first_reader, Role.senior), "record an outcome")
+    if Status(case.status) not in OUTCOME_STATUSES:
+        raise ConflictError(
+            "outcome_before_report", "an outcome is recorded once the report is validated"
+        )
+    if outcome_date > now.date():
+        raise InvalidRequestError({"outcome_date": "the outcome's date is in the future"})
+    outcome = Outcome(
+        case=case,
+        diagnosis_code=DiagnosisCode(code).value,
+        source=OutcomeSource(source).value,
+        outcome_date=outcome_date,
+        recorded_by_id=user.id,
+        recorded_by_name=user.name,
+        recorded_at=now,
+    )
+    session.add(outcome)
+    session.flush()
+    detail = {
+        "outcome_id": outcome.id,
+        "diagnosis_code": outcome.diagnosis_code,
+        "source": outcome.source,
+        "outcome_date": outcome_date.isoformat(),
+    }
+    _record(session, case, user, OUTCOME_ACTION, now, detail=detail)
+    return outcome
 
 
 def return_for_revision(

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "serving.commands.users",
     "serving.commands.audit",
     "serving.commands.governance",
+    "serving.commands.dataset",
 )
 
 

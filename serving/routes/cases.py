@@ -172,6 +172,7 @@ def case_detail(case: Case, user: User, priority: Priority | None, lang: str) ->
     by_photo = {s.photo_id: s for s in case.current_scores}
     out.update(
         questionnaire=case.questionnaire,
+        reuse_consent=case.reuse_consent,
         first_read_at=case.first_read_at.isoformat() if case.first_read_at else None,
         actions=[a.value for a in available_actions(Status(case.status), user.role)],
         photos=[
