@@ -1,6 +1,8 @@
 """The expert's answer: the conduct to hold, and its export as an HL7 FHIR R4 DiagnosticReport.
 
-A report states one of four conducts, with the delay it needs, plus free text:
+A report states a coded diagnosis (:mod:`pipeline.diagnosis`: required for every new report, so
+outcomes and figures can be counted; reports written before it have none), one of four conducts
+with the delay it needs, plus free text:
 
 - ``reassure``: benign, nothing to do;
 - ``monitor``: monitor and re-send photos in ``interval`` months (1-24);
@@ -21,6 +23,8 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.diagnosis import SNOMED_CT, SNOMED_CT_SYSTEM, DiagnosisCode
 
 Lang = Literal["fr", "en"]
 
@@ -71,11 +75,17 @@ CONDUCT_LABELS: dict[Lang, dict[Conduct, str]] = {
 
 
 class ReportContent(BaseModel):
-    """What the expert writes. ``interval`` is required exactly when the conduct has a delay."""
+    """What the expert writes. ``interval`` is required exactly when the conduct has a delay.
+
+    ``diagnosis_code`` may be ``None`` here only so that reports stored before the coded
+    diagnosis existed can still be exported; :func:`parse_report`, through which every new
+    report passes, requires it.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     conduct: Conduct
+    diagnosis_code: DiagnosisCode | None = None
     interval: int | None = None
     diagnosis: str = Field(default="", max_length=300)
     text: str = Field(min_length=10, max_length=5000)
@@ -104,6 +114,10 @@ class ReportError(ValueError):
 _MESSAGES = {
     "missing": {"fr": "Champ obligatoire.", "en": "This field is required."},
     "enum": {"fr": "Choisissez une conduite à tenir.", "en": "Choose a conduct."},
+    "diagnosis_code": {
+        "fr": "Choisissez le diagnostic dans la liste.",
+        "en": "Choose the diagnosis from the list.",
+    },
     "string_too_short": {
         "fr": "Trop court (au moins {min_length} caractères).",
         "en": "Too short (at least {min_length} characters).",
@@ -125,17 +139,28 @@ _MESSAGES = {
 
 
 def parse_report(data: dict[str, Any], lang: Lang = "fr") -> ReportContent:
-    """Validate report fields (an empty ``interval`` string counts as none)."""
+    """Validate a new report's fields (an empty ``interval`` string counts as none).
+
+    The coded diagnosis is required: a client that does not send one (written before it existed)
+    gets a ``diagnosis_code`` error naming the list, never a report saved without it.
+    """
     cleaned = dict(data)
     if cleaned.get("interval") in ("", None):
         cleaned["interval"] = None
+    if cleaned.get("diagnosis_code") in ("", None):
+        cleaned.pop("diagnosis_code", None)
+    errors: dict[str, str] = {}
+    if "diagnosis_code" not in cleaned:
+        errors["diagnosis_code"] = _MESSAGES["diagnosis_code"][lang]
     try:
-        return ReportContent.model_validate(cleaned)
+        content = ReportContent.model_validate(cleaned)
     except ValidationError as exc:
-        errors: dict[str, str] = {}
         for error in exc.errors():
             field = ".".join(str(p) for p in error["loc"]) or "interval"
             kind = error["type"]
+            if field == "diagnosis_code":
+                errors[field] = _MESSAGES["diagnosis_code"][lang]
+                continue
             if kind == "value_error":
                 code, *params = str(error["ctx"]["error"]).split(":")
                 template = _MESSAGES.get(code, _MESSAGES["missing"])[lang]
@@ -145,6 +170,9 @@ def parse_report(data: dict[str, Any], lang: Lang = "fr") -> ReportContent:
             template = _MESSAGES.get(kind, {"fr": "Valeur invalide.", "en": "Invalid value."})
             errors.setdefault(field, template[lang].format(**(error.get("ctx") or {})))
         raise ReportError(errors) from exc
+    if errors:
+        raise ReportError(errors)
+    return content
 
 
 def conduct_sentence(conduct: Conduct, interval: int | None, lang: Lang = "fr") -> str:
@@ -194,8 +222,14 @@ def fhir_diagnostic_report(
     photo_count: int = 0,
     pdf: bytes | None = None,
     lang: Lang = "fr",
+    diagnosis_label: str | None = None,
 ) -> dict[str, Any]:
     """An HL7 FHIR R4 ``DiagnosticReport`` resource for the patient's record, as a JSON dict.
+
+    The coded diagnosis, when the report has one, is the first ``conclusionCode``: its SNOMED CT
+    concept (system ``http://snomed.info/sct``), with ``diagnosis_label`` (the code's words in
+    ``lang``, from the caller's catalogue) as its text, or the SNOMED CT display without one.
+    The conduct follows as a second ``conclusionCode``.
 
     The status is ``final`` once a senior has validated the report, else ``preliminary``. The
     patient is referred to by pseudonym only. It carries the experts' answer and nothing of the
@@ -205,6 +239,17 @@ def fhir_diagnostic_report(
     """
     sentence = conduct_sentence(content.conduct, content.interval, lang)
     conclusion = sentence if not content.diagnosis else f"{content.diagnosis}. {sentence}"
+    conclusion_codes: list[dict[str, Any]] = []
+    if content.diagnosis_code is not None:
+        concept, display = SNOMED_CT[content.diagnosis_code]
+        label = diagnosis_label or display
+        conclusion = f"{label}. {conclusion}"
+        conclusion_codes.append(
+            {
+                "coding": [{"system": SNOMED_CT_SYSTEM, "code": concept, "display": display}],
+                "text": label,
+            }
+        )
     if content.text:
         conclusion = f"{conclusion}. {content.text}"
     unit = content.conduct.interval_unit
@@ -213,7 +258,7 @@ def fhir_diagnostic_report(
         "code": content.conduct.value,
         "display": CONDUCT_LABELS["en"][content.conduct],
     }
-    conclusion_code: dict[str, Any] = {"coding": [coding], "text": sentence}
+    conclusion_codes.append({"coding": [coding], "text": sentence})
     resource: dict[str, Any] = {
         "resourceType": "DiagnosticReport",
         "id": f"dermtriage-case-{case_id}",
@@ -244,7 +289,7 @@ def fhir_diagnostic_report(
         "issued": _instant(issued_at),
         "performer": [author.reference()],
         "conclusion": conclusion,
-        "conclusionCode": [conclusion_code],
+        "conclusionCode": conclusion_codes,
     }
     if validator is not None:
         resource["resultsInterpreter"] = [validator.reference()]

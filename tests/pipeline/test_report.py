@@ -1,4 +1,4 @@
-"""The expert's report: conduct validation and the FHIR R4 DiagnosticReport export."""
+"""The expert's report: coded diagnosis and conduct validation, and the FHIR R4 export."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pipeline.diagnosis import DiagnosisCode
 from pipeline.report import (
     Conduct,
     Practitioner,
+    ReportContent,
     ReportError,
     conduct_sentence,
     fhir_diagnostic_report,
@@ -22,23 +24,52 @@ ISSUED = datetime(2025, 3, 4, 16, 0, tzinfo=UTC)
 
 
 def test_each_conduct_needs_exactly_the_delay_it_speaks_of() -> None:
-    assert parse_report({"conduct": "reassure", "text": "Kératose séborrhéique typique."})
-    assert parse_report({"conduct": "monitor", "interval": "6", "text": "Naevus à surveiller."})
+    sk, nv = {"diagnosis_code": "seborrhoeic_keratosis"}, {"diagnosis_code": "naevus"}
+    assert parse_report({"conduct": "reassure", "text": "Kératose séborrhéique typique.", **sk})
+    assert parse_report({"conduct": "monitor", "interval": "6", "text": "À surveiller.", **nv})
     with pytest.raises(ReportError) as info:
-        parse_report({"conduct": "monitor", "text": "Naevus à surveiller."}, lang="en")
+        parse_report({"conduct": "monitor", "text": "Naevus à surveiller.", **nv}, lang="en")
     assert info.value.errors == {"interval": "A delay between 1 and 24 is required."}
     with pytest.raises(ReportError) as info:
-        parse_report({"conduct": "consultation", "interval": 30, "text": "Voir rapidement."})
+        parse_report({"conduct": "consultation", "interval": 30, "text": "Voir vite.", **nv})
     assert info.value.errors == {"interval": "Délai entre 1 et 12 requis."}
     with pytest.raises(ReportError) as info:
-        parse_report({"conduct": "urgent", "interval": 2, "text": "Exérèse rapide."}, lang="en")
+        parse_report(
+            {
+                "conduct": "urgent",
+                "interval": 2,
+                "text": "Exérèse rapide.",
+                "diagnosis_code": "bcc",
+            },
+            lang="en",
+        )
     assert info.value.errors == {"interval": "This conduct takes no delay."}
 
 
 def test_missing_conduct_and_short_text_are_reported_by_field() -> None:
     with pytest.raises(ReportError) as info:
-        parse_report({"conduct": "", "text": "ok"}, lang="en")
+        parse_report({"conduct": "", "text": "ok", "diagnosis_code": "bcc"}, lang="en")
     assert set(info.value.errors) == {"conduct", "text"}
+
+
+def test_a_new_report_needs_a_coded_diagnosis_from_the_list() -> None:
+    content = parse_report(
+        {"conduct": "urgent", "text": "Exérèse rapide.", "diagnosis_code": "scc"}
+    )
+    assert content.diagnosis_code is DiagnosisCode.SCC
+    for missing in ({}, {"diagnosis_code": ""}, {"diagnosis_code": None}):
+        with pytest.raises(ReportError) as info:
+            parse_report({"conduct": "urgent", "text": "Exérèse rapide.", **missing}, lang="en")
+        assert info.value.errors == {"diagnosis_code": "Choose the diagnosis from the list."}
+    with pytest.raises(ReportError) as info:
+        parse_report({"conduct": "urgent", "text": "Exérèse rapide.", "diagnosis_code": "mole"})
+    assert info.value.errors == {"diagnosis_code": "Choisissez le diagnostic dans la liste."}
+
+
+def test_the_missing_code_is_reported_with_the_other_field_errors() -> None:
+    with pytest.raises(ReportError) as info:
+        parse_report({"conduct": "reassure", "text": "ok"})
+    assert set(info.value.errors) == {"diagnosis_code", "text"}
 
 
 def test_conduct_sentences() -> None:
@@ -55,6 +86,7 @@ def build(validated: bool, pdf: bytes | None = None) -> dict:
             "conduct": "consultation",
             "interval": 2,
             "diagnosis": "Suspicion de mélanome",
+            "diagnosis_code": "melanoma",
             "text": "Lésion asymétrique, polychrome. Exérèse à prévoir.",
         }
     )
@@ -82,8 +114,8 @@ def test_the_fhir_report_carries_conduct_pseudonym_and_no_identity() -> None:
     resource = build(validated=True, pdf=b"%PDF-1.4 test")
     assert resource["resourceType"] == "DiagnosticReport"
     assert resource["subject"]["identifier"]["value"] == "PAT-0042"
-    assert resource["conclusionCode"][0]["coding"][0]["code"] == "consultation"
-    delay = resource["conclusionCode"][0]["coding"][0]["extension"][0]["valueQuantity"]
+    assert resource["conclusionCode"][1]["coding"][0]["code"] == "consultation"
+    delay = resource["conclusionCode"][1]["coding"][0]["extension"][0]["valueQuantity"]
     assert delay == {
         "value": 2,
         "unit": "weeks",
@@ -101,7 +133,56 @@ def test_the_fhir_report_validates_against_the_fhir_models() -> None:
 
     model = DiagnosticReport.model_validate(build(validated=True, pdf=b"%PDF"))
     assert model.status == "final"
-    assert model.conclusionCode[0].coding[0].code == "consultation"
+    assert model.conclusionCode[0].coding[0].system == "http://snomed.info/sct"
+    assert model.conclusionCode[1].coding[0].code == "consultation"
+
+
+def test_the_coded_diagnosis_is_the_first_conclusion_code_in_snomed_ct() -> None:
+    resource = build(validated=True)
+    assert resource["conclusionCode"][0] == {
+        "coding": [
+            {
+                "system": "http://snomed.info/sct",
+                "code": "372130007",
+                "display": "Malignant melanoma of skin",
+            }
+        ],
+        "text": "Malignant melanoma of skin",
+    }
+    assert resource["conclusion"].startswith("Malignant melanoma of skin. Suspicion de mélanome.")
+
+
+def test_the_diagnosis_text_speaks_the_callers_language() -> None:
+    content = parse_report(
+        {"conduct": "reassure", "text": "Rien à faire.", "diagnosis_code": "bcc"}
+    )
+    resource = fhir_diagnostic_report(
+        case_id=7,
+        patient_pseudonym="P-7",
+        submitted_at=SUBMITTED,
+        issued_at=ISSUED,
+        content=content,
+        author=Practitioner("a", "A"),
+        validator=None,
+        diagnosis_label="Carcinome basocellulaire",
+    )
+    assert resource["conclusionCode"][0]["text"] == "Carcinome basocellulaire"
+    assert resource["conclusionCode"][0]["coding"][0]["code"] == "254701007"
+    assert resource["conclusion"].startswith("Carcinome basocellulaire. Rassurer")
+
+
+def test_a_report_written_before_coded_diagnoses_still_exports_with_its_conduct_only() -> None:
+    old = ReportContent(conduct="reassure", text="Kératose séborrhéique typique.")
+    resource = fhir_diagnostic_report(
+        case_id=8,
+        patient_pseudonym="P-8",
+        submitted_at=SUBMITTED,
+        issued_at=ISSUED,
+        content=old,
+        author=Practitioner("a", "A"),
+        validator=None,
+    )
+    assert [c["coding"][0]["code"] for c in resource["conclusionCode"]] == ["reassure"]
 
 
 def test_naive_datetimes_are_refused() -> None:
@@ -111,7 +192,9 @@ def test_naive_datetimes_are_refused() -> None:
             patient_pseudonym="P-1",
             submitted_at=datetime(2025, 1, 1),
             issued_at=ISSUED,
-            content=parse_report({"conduct": "reassure", "text": "Rien d'inquiétant."}),
+            content=parse_report(
+                {"conduct": "reassure", "text": "Rien d'inquiétant.", "diagnosis_code": "naevus"}
+            ),
             author=Practitioner("a", "A"),
             validator=None,
         )
