@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "serving.commands.audit",
     "serving.commands.governance",
     "serving.commands.dataset",
+    "serving.commands.outcomes",
 )
 
 

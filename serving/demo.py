@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 from sqlalchemy import func, select
 
+from pipeline.diagnosis import DiagnosisCode
 from pipeline.questionnaire import BodySite, parse_questionnaire
 from pipeline.report import parse_report
 from serving import case_service as svc
@@ -75,6 +76,17 @@ REPORTS = {
     "vasc": ("reassure", None, "Angiome",
              "Lésion vasculaire bénigne. Rassurer ; traitement esthétique possible."),
 }  # fmt: skip
+
+# The coded diagnosis each demo report gives (pipeline.diagnosis), from the photo's HAM10000 class.
+REPORT_CODES = {
+    "mel": DiagnosisCode.MELANOMA,
+    "bcc": DiagnosisCode.BCC,
+    "akiec": DiagnosisCode.AK_BOWEN,
+    "nv": DiagnosisCode.NAEVUS,
+    "bkl": DiagnosisCode.SEBORRHOEIC_KERATOSIS,
+    "df": DiagnosisCode.DERMATOFIBROMA,
+    "vasc": DiagnosisCode.VASCULAR,
+}
 
 
 @dataclass(frozen=True)
@@ -268,8 +280,9 @@ def _advance(
         return
     conduct, interval, diagnosis, text = REPORTS[pick.dx]
     content = parse_report(
-        {"conduct": conduct, "interval": interval, "diagnosis": diagnosis, "text": text}
-    )
+        {"conduct": conduct, "interval": interval, "diagnosis": diagnosis, "text": text,
+         "diagnosis_code": REPORT_CODES[pick.dx]}
+    )  # fmt: skip
     step(lambda s, c, u: svc.write_report(s, c, u, content, written), reader)
     validated = written + timedelta(hours=rng.uniform(1, 20))
     if validated > now:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, object_session
 from pipeline.report import Practitioner, ReportContent, fhir_diagnostic_report
 from serving.auth import lookup_user
 from serving.db.models import Case
+from serving.i18n import translate
 from serving.pdf import report_pdf
 from serving.storage import BlobStore
 
@@ -33,6 +34,7 @@ def fhir_report(
     session = object_session(case)  # the signers' RPPS come from their accounts
     content = ReportContent(
         conduct=report.conduct,
+        diagnosis_code=report.diagnosis_code,
         interval=report.interval,
         diagnosis=report.diagnosis,
         text=report.text,
@@ -53,4 +55,7 @@ def fhir_report(
         photo_count=len(case.photos),
         pdf=report_pdf(case, lang, store=store),
         lang=lang,
+        diagnosis_label=(
+            translate(f"diagnosis.{report.diagnosis_code}", lang) if report.diagnosis_code else None
+        ),
     )

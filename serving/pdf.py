@@ -18,10 +18,12 @@ from typing import Literal
 
 from fpdf import FPDF
 
+from pipeline.diagnosis import SNOMED_CT, DiagnosisCode
 from pipeline.questionnaire import label
 from pipeline.report import Conduct, conduct_sentence
 from pipeline.workflow import STATUS_LABELS, Status
 from serving.db.models import Case
+from serving.i18n import translate
 from serving.storage import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -49,6 +51,7 @@ TEXT = {
         "requester": "Médecin demandeur",
         "question": "Question clinique",
         "conduct": "Conduite à tenir",
+        "coded_diagnosis": "Diagnostic",
         "diagnosis": "Hypothèse diagnostique",
         "comment": "Commentaire de l'expert",
         "written": "Rédigé par",
@@ -70,6 +73,7 @@ TEXT = {
         "requester": "Requesting physician",
         "question": "Clinical question",
         "conduct": "Conduct to hold",
+        "coded_diagnosis": "Diagnosis",
         "diagnosis": "Diagnostic hypothesis",
         "comment": "Expert's comment",
         "written": "Written by",
@@ -176,6 +180,13 @@ def report_pdf(
         new_x="LMARGIN", new_y="NEXT",
     )  # fmt: skip
     pdf.ln(3)
+    if report.diagnosis_code:  # reports written before coded diagnoses have none
+        concept, _ = SNOMED_CT[DiagnosisCode(report.diagnosis_code)]
+        _section(pdf, t["coded_diagnosis"])
+        pdf.set_font("DejaVu", "B", 10.5)
+        coded = translate(f"diagnosis.{report.diagnosis_code}", lang)
+        pdf.multi_cell(0, 5.5, f"{coded} (SNOMED CT {concept})", new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(2)
     if report.diagnosis:
         _section(pdf, t["diagnosis"])
         pdf.set_font("DejaVu", "", 10.5)

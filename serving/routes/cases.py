@@ -42,6 +42,8 @@ from serving.deps import (
     StoreDep,
     require,
 )
+from serving.i18n import translate
+from serving.outcomes import OutcomeError, parse_outcome
 from serving.runtime import case_runtime
 from serving.storage import BlobNotFoundError
 from serving.uploads import TooManyFilesError, UploadError, read_case_form
@@ -87,9 +89,18 @@ class ValidationIn(BaseModel):
 
 class ReportIn(BaseModel):
     conduct: str
+    # Required (a code of pipeline.diagnosis.DiagnosisCode): optional here only so that a client
+    # written before coded diagnoses gets a 422 naming the field, in the page's language.
+    diagnosis_code: str | None = None
     interval: int | None = None
     diagnosis: str = ""
     text: str
+
+
+class OutcomeIn(BaseModel):
+    diagnosis_code: str
+    source: str
+    outcome_date: str = Field(max_length=10)
 
 
 def priority_out(priority: Priority, lang: str) -> dict[str, Any]:
@@ -147,7 +158,29 @@ def case_summary(case: Case, user: User, priority: Priority | None, lang: str) -
     }
 
 
-def report_out(case: Case, user: User) -> dict[str, Any] | None:
+def diagnosis_label(code: str | None, lang: str) -> str | None:
+    """A coded diagnosis in words (``None`` for a report written before codes existed)."""
+    return translate(f"diagnosis.{code}", lang) if code else None  # type: ignore[arg-type]
+
+
+def outcomes_out(case: Case, lang: str) -> list[dict[str, Any]]:
+    """What the lesion turned out to be, oldest first, as recorded."""
+    return [
+        {
+            "id": o.id,
+            "diagnosis_code": o.diagnosis_code,
+            "diagnosis_label": diagnosis_label(o.diagnosis_code, lang),
+            "source": o.source,
+            "source_label": translate(f"outcome_source.{o.source}", lang),  # type: ignore[arg-type]
+            "outcome_date": o.outcome_date.isoformat(),
+            "recorded_by": o.recorded_by_name,
+            "recorded_at": o.recorded_at.isoformat(),
+        }
+        for o in case.outcomes
+    ]
+
+
+def report_out(case: Case, user: User, lang: str = "fr") -> dict[str, Any] | None:
     report = case.report
     if report is None:
         return None
@@ -157,6 +190,8 @@ def report_out(case: Case, user: User) -> dict[str, Any] | None:
         "conduct": report.conduct,
         "interval": report.interval,
         "diagnosis": report.diagnosis,
+        "diagnosis_code": report.diagnosis_code,
+        "diagnosis_label": diagnosis_label(report.diagnosis_code, lang),
         "text": report.text,
         "author": report.author_name,
         "revision": report.revision,
@@ -216,7 +251,8 @@ def case_detail(case: Case, user: User, priority: Priority | None, lang: str) ->
             }
             for m in case.messages
         ],
-        report=report_out(case, user),
+        report=report_out(case, user, lang),
+        outcomes=outcomes_out(case, lang),
     )
     return out
 
@@ -611,6 +647,29 @@ def return_report(
         session, case_id, user, settings, now, lang,
         lambda c: svc.return_for_revision(session, c, user, payload.body, now, lang),
     )  # fmt: skip
+
+
+@router.post("/api/v1/cases/{case_id}/outcomes", status_code=status.HTTP_201_CREATED)
+def post_outcome(
+    case_id: CaseId,
+    payload: OutcomeIn,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    lang: Lang,
+) -> dict[str, Any]:
+    """A reader or senior of the case's centre records what the lesion turned out to be
+    (coded diagnosis, date, source), once the report is validated; answers the case."""
+
+    def record(case: Case) -> None:
+        try:
+            entry = parse_outcome(payload.model_dump(), today=now.date(), lang=lang)  # type: ignore[arg-type]
+        except OutcomeError as exc:
+            raise svc.InvalidRequestError(exc.errors) from exc
+        svc.record_outcome(session, case, user, entry.code, entry.source, entry.outcome_date, now)
+
+    return _act(session, case_id, user, settings, now, lang, record)
 
 
 @router.post("/api/v1/cases/{case_id}/close")

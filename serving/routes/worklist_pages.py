@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, object_session
 
 from models.network import MALIGNANT_CLASSES
 from pipeline.access import Permission, can
+from pipeline.diagnosis import SNOMED_CT, DiagnosisCode, OutcomeSource
 from pipeline.priority import TIER_LABELS, Tier
 from pipeline.quality_messages import MESSAGES as QUALITY_MESSAGES
 from pipeline.questionnaire import (
@@ -63,6 +64,8 @@ from serving.deps import (
     csrf_expected,
 )
 from serving.i18n import is_supported, negotiate
+from serving.i18n import translate as i18n_translate
+from serving.outcomes import OutcomeError, parse_outcome
 from serving.settings import Settings
 from serving.users import User
 
@@ -148,6 +151,11 @@ def render(
         "tier_label": lambda tier: TIER_LABELS[lang][Tier(tier)],
         "answer_label": lambda field, value: label(field, value, lang),
         "conduct_label": lambda c: CONDUCT_LABELS[lang][Conduct(c)],
+        "diagnosis_codes": list(DiagnosisCode),
+        "outcome_sources": list(OutcomeSource),
+        "diagnosis_label": lambda code: i18n_translate(f"diagnosis.{code}", lang),
+        "diagnosis_snomed": lambda code: SNOMED_CT[DiagnosisCode(code)][0],
+        "outcome_source_label": lambda s: i18n_translate(f"outcome_source.{s}", lang),
         "conduct_text": lambda c, n: conduct_sentence(Conduct(c), n, lang),
         "quality_message": lambda code: QUALITY_MESSAGES.get(code, {}).get(lang, code),
         "event_label": event_label,
@@ -268,6 +276,8 @@ def _case_page(
     *,
     errors: dict[str, str] | None = None,
     report_values: dict[str, Any] | None = None,
+    outcome_errors: dict[str, str] | None = None,
+    outcome_values: dict[str, Any] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
     lang = page_lang(request, settings)
@@ -275,6 +285,7 @@ def _case_page(
         report = case.report
         report_values = (
             {"conduct": report.conduct, "interval": report.interval,
+             "diagnosis_code": report.diagnosis_code,
              "diagnosis": report.diagnosis, "text": report.text}
             if report else {}
         )  # fmt: skip
@@ -294,6 +305,13 @@ def _case_page(
         conducts=list(Conduct),
         report_values=report_values,
         errors=errors or {},
+        outcome_errors=outcome_errors or {},
+        outcome_values=outcome_values or {},
+        may_record_outcome=(
+            user.role in (Role.first_reader, Role.senior)
+            and Status(case.status) in svc.OUTCOME_STATUSES
+            and can(user, Permission.change_case, case)
+        ),
         notice=notice,
     )
 
@@ -370,12 +388,14 @@ def report_form(
     now: Now,
     conduct: Annotated[str, Form()] = "",
     interval: Annotated[str, Form()] = "",
+    diagnosis_code: Annotated[str, Form()] = "",
     diagnosis: Annotated[str, Form()] = "",
     text: Annotated[str, Form()] = "",
 ) -> Response:
     _expert_only(user)  # a refused report shows the experts' case page: never to a requester
     lang = page_lang(request, settings)
-    values = {"conduct": conduct, "interval": interval, "diagnosis": diagnosis, "text": text}
+    values = {"conduct": conduct, "interval": interval, "diagnosis_code": diagnosis_code,
+              "diagnosis": diagnosis, "text": text}  # fmt: skip
     try:
         content = parse_report(values, lang)
     except ReportError as exc:
@@ -386,6 +406,40 @@ def report_form(
         )  # fmt: skip
     return _case_action(
         session, case_id, user, lambda c: svc.write_report(session, c, user, content, now),
+        f"/cases/{case_id}",
+    )  # fmt: skip
+
+
+@router.post("/cases/{case_id}/outcomes", response_model=None)
+def outcome_form(
+    case_id: CaseId,
+    request: Request,
+    user: PageUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+    diagnosis_code: Annotated[str, Form()] = "",
+    source: Annotated[str, Form()] = "",
+    outcome_date: Annotated[str, Form()] = "",
+) -> Response:
+    """A reader or senior records what the lesion turned out to be (faulty fields: the page
+    again, values kept and each fault marked)."""
+    _expert_only(user)
+    lang = page_lang(request, settings)
+    values = {"diagnosis_code": diagnosis_code, "source": source, "outcome_date": outcome_date}
+    try:
+        entry = parse_outcome(values, today=now.date(), lang=lang)
+    except OutcomeError as exc:
+        case = _case_or_404(session, case_id, user)
+        return _case_page(
+            request, user, session, settings, now, case,
+            outcome_errors=exc.errors, outcome_values=values, status_code=422,
+        )  # fmt: skip
+    return _case_action(
+        session, case_id, user,
+        lambda c: svc.record_outcome(
+            session, c, user, entry.code, entry.source, entry.outcome_date, now
+        ),
         f"/cases/{case_id}",
     )  # fmt: skip
 

@@ -158,7 +158,7 @@ QUESTIONNAIRE = {
     "clinical_question": "Lésion pigmentée qui grandit : avis ?",
 }  # fmt: skip
 REPORT = {"conduct": "consultation", "interval": 2, "diagnosis": "Naevus atypique",
-          "text": "Exérèse à prévoir."}  # fmt: skip
+          "diagnosis_code": "naevus", "text": "Exérèse à prévoir."}  # fmt: skip
 PAGE_FORM = {"patient_pseudonym": "PAT-78", "age": "61", "sex": "female", "fitzpatrick": "II",
              "body_site": "back", "duration": "1_6_months",
              "clinical_question": "Lésion pigmentée qui grandit : avis ?"}  # fmt: skip

@@ -423,7 +423,8 @@ def test_the_whole_workflow_with_every_forbidden_move_refused(
     assert post(client, f"{base}/review", GP).status_code == 403
     assert post(client, f"{base}/answers", GP, {"body": "Rien demandé"}).status_code == 409
     written_too_soon = client.put(
-        f"{base}/report", json={"conduct": "reassure", "text": "Lésion bénigne typique."},
+        f"{base}/report",
+        json={"conduct": "reassure", "text": "Lésion bénigne.", "diagnosis_code": "naevus"},
         headers=sign_in(client, READER),
     )  # fmt: skip
     assert written_too_soon.status_code == 409
@@ -453,11 +454,13 @@ def test_the_whole_workflow_with_every_forbidden_move_refused(
         headers=sign_in(client, READER),
     )  # fmt: skip
     assert bad_report.status_code == 422
-    assert set(bad_report.json()["detail"]["errors"]) == {"interval"}
+    # A client written before coded diagnoses is told which field it misses, nothing is saved.
+    assert set(bad_report.json()["detail"]["errors"]) == {"diagnosis_code", "interval"}
     report = {
         "conduct": "consultation",
         "interval": 2,
         "diagnosis": "Suspicion de mélanome superficiel extensif",
+        "diagnosis_code": "melanoma",
         "text": "Lésion asymétrique et polychrome qui a grossi : exérèse à prévoir.",
     }
     written = client.put(f"{base}/report", json=report, headers=sign_in(client, READER))
@@ -522,7 +525,8 @@ def test_a_senior_cannot_validate_a_report_they_wrote(client: TestClient, photo:
     base = f"/api/v1/cases/{case['id']}"
     post(client, f"{base}/review", SENIOR)
     client.put(
-        f"{base}/report", json={"conduct": "urgent", "text": "Exérèse rapide conseillée."},
+        f"{base}/report",
+        json={"conduct": "urgent", "text": "Exérèse rapide.", "diagnosis_code": "bcc"},
         headers=sign_in(client, SENIOR),
     )  # fmt: skip
     own = post(client, f"{base}/report/validation", SENIOR)
@@ -552,7 +556,12 @@ def test_the_fhir_export_is_a_valid_final_diagnostic_report(
     post(client, f"{base}/review", READER)
     client.put(
         f"{base}/report",
-        json={"conduct": "monitor", "interval": 6, "text": "Naevus banal, surveillance simple."},
+        json={
+            "conduct": "monitor",
+            "interval": 6,
+            "text": "Naevus banal, surveillance simple.",
+            "diagnosis_code": "naevus",
+        },
         headers=sign_in(client, READER),
     )
     assert client.get(f"{base}/report.fhir.json", headers=sign_in(client, GP)).status_code == 404
@@ -575,7 +584,8 @@ def test_statistics_for_experts(client: TestClient, photo: bytes, clock: Clock) 
     base = f"/api/v1/cases/{case['id']}"
     post(client, f"{base}/review", READER)
     client.put(
-        f"{base}/report", json={"conduct": "urgent", "text": "Exérèse rapide conseillée."},
+        f"{base}/report",
+        json={"conduct": "urgent", "text": "Exérèse rapide.", "diagnosis_code": "bcc"},
         headers=sign_in(client, READER),
     )  # fmt: skip
     post(client, f"{base}/report/validation", SENIOR)

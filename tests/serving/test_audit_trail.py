@@ -103,7 +103,7 @@ def run_workflow(client: TestClient, photo: bytes) -> int:
         ("POST", f"{base}/messages", gp, {"body": "Patiente anxieuse, merci."}),
         ("PUT", f"{base}/report", reader,
          {"conduct": "consultation", "interval": 2, "diagnosis": "Naevus atypique",
-          "text": "Exérèse conseillée en consultation."}),
+          "diagnosis_code": "naevus", "text": "Exérèse conseillée en consultation."}),
         ("POST", f"{base}/report/validation", senior, None),
         ("GET", f"{base}/report.pdf", gp, None),
         ("GET", f"{base}/report.fhir.json", gp, None),

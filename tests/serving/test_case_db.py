@@ -142,7 +142,13 @@ def test_the_workflow_leaves_an_event_per_move(
         (
             READER,
             lambda s, c, u, t: svc.write_report(
-                s, c, u, parse_report({"conduct": "urgent", "text": "Exérèse rapide."}), t
+                s,
+                c,
+                u,
+                parse_report(
+                    {"conduct": "urgent", "text": "Exérèse rapide.", "diagnosis_code": "bcc"}
+                ),
+                t,
             ),
         ),
         (SENIOR, lambda s, c, u, t: svc.validate(s, c, u, t)),

@@ -114,7 +114,13 @@ class Live:
 
 
 def report_body(text_: str) -> dict[str, Any]:
-    return {"conduct": "reassure", "interval": None, "diagnosis": "", "text": text_}
+    return {
+        "conduct": "reassure",
+        "interval": None,
+        "diagnosis": "",
+        "diagnosis_code": "naevus",
+        "text": text_,
+    }
 
 
 def _database(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:

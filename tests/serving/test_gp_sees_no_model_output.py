@@ -139,7 +139,7 @@ QUESTIONNAIRE = {
     "clinical_question": "Lésion pigmentée récente du dos : avis ?",
 }  # fmt: skip
 REPORT = {"conduct": "consultation", "interval": 2, "diagnosis": "Naevus atypique",
-          "text": "Exérèse à prévoir sous quinze jours."}  # fmt: skip
+          "diagnosis_code": "naevus", "text": "Exérèse à prévoir sous quinze jours."}  # fmt: skip
 
 
 class Walk:

@@ -122,7 +122,7 @@ def test_a_whole_workflow_logs_no_patient_data(
             ("POST", f"{base}/messages", gp, {"body": SECRETS["message"]}),
             ("PUT", f"{base}/report", reader,
              {"conduct": "consultation", "interval": 1, "diagnosis": SECRETS["diagnosis"],
-              "text": SECRETS["report"]}),
+              "diagnosis_code": "melanoma", "text": SECRETS["report"]}),
             ("POST", f"{base}/report/validation", senior, None),
             ("GET", f"{base}/report.pdf", gp, None),
             ("GET", f"{base}/report.fhir.json", gp, None),

@@ -138,7 +138,12 @@ def test_a_report_with_errors_is_shown_again_on_the_case_page(
     assert "Surveiller." in response.text
     saved = client.post(
         "/cases/1/report",
-        data={"conduct": "monitor", "interval": "6", "text": "Naevus banal, surveiller."},
+        data={
+            "conduct": "monitor",
+            "interval": "6",
+            "diagnosis_code": "naevus",
+            "text": "Naevus banal, surveiller.",
+        },
     )
     assert saved.status_code == 303
     assert "Surveiller et renvoyer des photos dans 6 mois" in client.get("/cases/1").text
