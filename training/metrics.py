@@ -26,6 +26,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from models.network import CLASSES, MALIGNANT_CLASSES
+from pipeline.real_world import AGE_BANDS, UNKNOWN, age_band  # one cut for test and live figures
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +34,6 @@ logger = logging.getLogger(__name__)
 # 1 - 0.05 is not exactly 0.95 in binary floating point.
 _RATE_EPS = 1e-9
 
-AGE_BANDS: tuple[str, ...] = ("<30", "30-44", "45-59", "60-74", ">=75", "unknown")
-UNKNOWN = "unknown"
 DEFAULT_SUBGROUP_COLUMNS: tuple[str, ...] = ("sex", "age_band", "localization", "dx_type")
 SUBGROUP_METRICS: tuple[str, ...] = (
     "malignant_auroc",
@@ -221,28 +220,6 @@ def top_label_ece(y_true: Any, probs: Any, n_bins: int = 15) -> float:
         return math.nan
     correct = (p.argmax(axis=1) == y_t).astype(np.int64)
     return expected_calibration_error(correct, p.max(axis=1), n_bins)
-
-
-def age_band(age: Any) -> str:
-    """The reporting age band of one patient: ``<30``, ``30-44``, ``45-59``, ``60-74``, ``>=75``.
-
-    Missing, non-numeric or negative ages give ``unknown`` (derm-dev leaves some ages empty).
-    """
-    try:
-        value = float(age)
-    except (TypeError, ValueError):
-        return UNKNOWN
-    if math.isnan(value) or value < 0:
-        return UNKNOWN
-    if value < 30:
-        return "<30"
-    if value < 45:
-        return "30-44"
-    if value < 60:
-        return "45-59"
-    if value < 75:
-        return "60-74"
-    return ">=75"
 
 
 def malignant_scores(
