@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +234,7 @@ def test_the_whole_journey(
         expect(reader.locator(".msg[data-kind='answer']")).to_contain_text("trois semaines")
         reader.check("input[name='conduct'][value='consultation']")
         reader.fill("#interval", "2")
+        reader.select_option("#diagnosis-code", "melanoma")
         reader.fill("#diagnosis", "Suspicion de mélanome")
         reader.fill(
             "#report-text", "Lésion asymétrique qui saigne : exérèse à prévoir sous 15 jours."
@@ -262,4 +264,16 @@ def test_the_whole_journey(
         assert pdf.ok and pdf.body().startswith(b"%PDF")
         text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.body())).pages)
         assert "Suspicion de mélanome" in text and "dermtriage-classifier" not in text
+        assert "Mélanome (SNOMED CT 372130007)" in text
+        expect(gp.locator("#report-diagnosis-code")).to_contain_text("Mélanome")
+
+        # 8. The histology comes back: the reader records the outcome on the case page.
+        reader.goto(f"{base}/cases/{case_id}")
+        expect(reader.locator("#no-outcome")).to_be_visible()
+        reader.select_option("#outcome-diagnosis", "melanoma")
+        reader.select_option("#outcome-source", "histology")
+        reader.fill("#outcome-date", datetime.now(UTC).date().isoformat())
+        reader.click("#save-outcome")
+        expect(reader.locator("#outcome-list .outcome")).to_have_count(1)
+        expect(reader.locator("#outcome-list")).to_contain_text("Mélanome · Histologie")
         browser.close()
