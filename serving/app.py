@@ -20,6 +20,7 @@ ROUTER_MODULES = (
     "serving.routes.worklist_pages",
     "serving.routes.audit",
     "serving.routes.governance",
+    "serving.routes.governance_real_world",
     "serving.routes.auth",
 )
 

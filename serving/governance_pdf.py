@@ -3,8 +3,9 @@
 What an auditor files: identity and lineage of the version (who trained it, from which code and
 data, split seed and images per diagnosis), its evaluation figures, the subgroup table with its
 small-sample warnings, the ROC and calibration plots, the complete promotion history with gates,
-and how many live cases it scored. English only: the audience is regulators and quality staff.
-Fonts are matplotlib's DejaVu faces so any name or reason renders.
+how many live cases it scored, and its real-world performance on the centre's confirmed cases
+(with the challenger's beside it, and the sensitivity alert). English only: the audience is
+regulators and quality staff. Fonts are matplotlib's DejaVu faces so any name or reason renders.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 from fpdf import FPDF
 
+from pipeline.real_world import Estimate
+from serving.governance_real_world import RealWorldReport
 from training.governance import VersionDossier
 
 ACCENT = (11, 79, 138)
@@ -87,12 +90,93 @@ def _table(pdf: FPDF, header: list[str], rows: list[list[str]], widths: list[flo
     pdf.set_font("DejaVu", "", 8.5)
 
 
+REAL_WORLD_ROWS = (
+    ("auroc", "malignant AUROC"),
+    ("sensitivity", "sensitivity at the operating point"),
+    ("specificity", "specificity at the operating point"),
+    ("npv", "negative predictive value"),
+    ("ece", "calibration error (ECE, 10 bins)"),
+    ("first_fifth", "cancers in the first fifth of the queue at arrival"),
+    ("hours_to_first_reading", "median hours to first reading, cancers"),
+    ("hours_fcfs", "same, first come first served (replay)"),
+    ("triage_benefit_hours", "triage benefit (hours sooner)"),
+)
+
+
+def _interval(estimate: Estimate) -> str:
+    if estimate.low is None or estimate.high is None:
+        return "-"
+    return f"{_fmt(estimate.low)} to {_fmt(estimate.high)}"
+
+
+def _real_world_section(pdf: FPDF, report: RealWorldReport) -> None:
+    """The version's figures on the centre's confirmed cases, the challenger's beside them."""
+    overall = report.figures.overall
+    _heading(pdf, "Real-world performance (the centre's confirmed cases)")
+    sources = ", ".join(f"{k}: {v}" for k, v in sorted(report.sources.items())) or "none"
+    pdf.multi_cell(
+        0,
+        4.5,
+        f"{overall.n_cases} confirmed cases, {overall.n_malignant} cancers (reference: "
+        f"{sources}). Operating point: suspected malignant when p >= "
+        f"{report.figures.operating_point:.2f}. 95 % bootstrap intervals.",
+        new_x="LMARGIN",
+        new_y="NEXT",
+    )
+    if report.alert is not None:
+        pdf.set_text_color(*WARN)
+        pdf.multi_cell(
+            0,
+            4.5,
+            f"ALERT: the live sensitivity interval (up to {_fmt(report.alert.live.high)}) lies "
+            f"below the registered {report.alert.registered_metric} "
+            f"{_fmt(report.alert.registered)}.",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+        pdf.set_text_color(0, 0, 0)
+    challenger = report.challenger_figures
+    header = ["figure", "value", "95 % interval", "n"]
+    if challenger is not None:
+        header += [f"v{report.challenger} (shadow)", "95 % interval"]
+    rows = []
+    for key, label in REAL_WORLD_ROWS:
+        estimate = getattr(overall, key)
+        row = [label, _fmt(estimate.value), _interval(estimate), str(estimate.n)]
+        if challenger is not None:
+            other = getattr(challenger, key)
+            row += [_fmt(other.value), _interval(other)]
+        rows.append(row)
+    widths = [70, 18, 32, 12] + ([26, 32] if challenger is not None else [])
+    _table(pdf, header, rows, widths)
+    if report.figures.subgroups:
+        _table(
+            pdf,
+            ["subgroup", "value", "n", "cancers", "AUROC", "sensitivity", "specificity", "NPV"],
+            [
+                [
+                    s.dimension,
+                    s.value,
+                    str(s.figures.n_cases),
+                    str(s.figures.n_malignant),
+                    _fmt(s.figures.auroc.value),
+                    _fmt(s.figures.sensitivity.value),
+                    _fmt(s.figures.specificity.value),
+                    _fmt(s.figures.npv.value),
+                ]
+                for s in report.figures.subgroups
+            ],
+            [26, 30, 14, 16, 20, 22, 22, 20],
+        )
+
+
 def audit_report_pdf(
     dossier: VersionDossier,
     *,
     plots: dict[str, bytes],
     live_cases: dict[str, int],
     generated: datetime,
+    real_world: RealWorldReport | None = None,
 ) -> bytes:
     """The PDF bytes of the audit report of ``dossier``'s version.
 
@@ -177,6 +261,9 @@ def audit_report_pdf(
             ],
             [26, 24, 10, 11, 13, 15, 13, 68],
         )
+
+    if real_world is not None:
+        _real_world_section(pdf, real_world)
 
     for name, caption in (("roc", "ROC curve"), ("calibration", "Calibration")):
         if name in plots:

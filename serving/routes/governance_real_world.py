@@ -1,0 +1,67 @@
+"""Real-world performance pages and API: a version's figures on the centre's confirmed cases.
+
+``/governance/versions/N/real-world`` (page) and ``/api/v1/governance/versions/N/real-world``
+(JSON), for the roles that read model governance. The rows come from
+:mod:`serving.governance_real_world`, the figures from :mod:`pipeline.real_world`; when the live
+sensitivity interval lies below the version's registered figure the page carries a banner and
+the audit trail an event (once per state of the evidence).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from serving.deps import CurrentUser, ModelVersion, Now, PageUser, SessionDep, SettingsDep
+from serving.governance_real_world import RealWorldReport, record_alert, version_real_world
+from serving.routes.governance import _auditor_only, _client, _dossier, _json_number, _page
+from serving.users import User
+from training.registry import CHALLENGER, CHAMPION, RegistryError, alias_version
+
+router = APIRouter(tags=["governance"])
+
+
+def report_for(settings: Any, session: Any, user: User, version: str, now: Any) -> RealWorldReport:
+    """The version's real-world report; an alert found is written to the audit trail."""
+    dossier = _dossier(settings, version)  # 404 for an unknown version
+    try:
+        client = _client(settings)
+        champion = alias_version(client, settings.registered_model_name, CHAMPION)
+        challenger = alias_version(client, settings.registered_model_name, CHALLENGER)
+    except RegistryError:
+        champion = challenger = None
+    report = version_real_world(
+        session,
+        settings.registered_model_name,
+        version,
+        registered=dossier.metrics,
+        now=now,
+        deadline_hours=settings.review_deadline_hours,
+        challenger=challenger if version == champion else None,
+    )
+    record_alert(session, user, report, at=now)
+    return report
+
+
+@router.get("/governance/versions/{version}/real-world", response_class=HTMLResponse)
+def real_world_page(
+    version: ModelVersion,
+    request: Request,
+    user: PageUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    now: Now,
+) -> HTMLResponse:
+    _auditor_only(user)
+    report = report_for(settings, session, user, version, now)
+    return _page(request, "governance_real_world.html", user, report=report)
+
+
+@router.get("/api/v1/governance/versions/{version}/real-world")
+def api_real_world(
+    version: ModelVersion, user: CurrentUser, session: SessionDep, settings: SettingsDep, now: Now
+) -> dict[str, Any]:
+    _auditor_only(user)
+    return _json_number(report_for(settings, session, user, version, now).to_dict())

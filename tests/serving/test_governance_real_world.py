@@ -1,0 +1,185 @@
+"""Real-world figures from the database, on SQLite and PostgreSQL, against hand-computed values.
+
+The same four Lyon cases as ``tests/pipeline/test_real_world.py``'s queue fixture, now stored as
+rows (case, photo, champion score of version 1, shadow score of version 2, outcomes, reports):
+
+    case  arrives  first read  v1 score  v2 (shadow)  reference
+    A     0 h      10 h        0.30      0.20         naevus, follow-up
+    B     1 h       2 h        0.80      0.30         melanoma, histology
+    C     3 h       5 h        0.50      0.60         BCC, consultation
+    D     4 h      20 h        0.10      0.05         naevus, validated expert report
+
+Version 1 calls B and C (p >= 0.40) and nothing benign: sensitivity, specificity, NPV and AUROC
+1; both cancers were first in their queue; they waited 1 and 2 h (median 1.5) where first come,
+first served would have made them wait 4 and 7 h (median 5.5): 4 h sooner. Version 2 on the same
+cases misses B (0.30): sensitivity 1/2, NPV 2/3, AUROC still 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from serving.db import Case, Database
+from serving.db.models import AuditEvent, Outcome, Photo, Report, Score
+from serving.governance_real_world import ALERT_ACTION, record_alert, version_real_world
+from serving.users import find_user
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+NOW = T0 + timedelta(days=20)
+MODEL = "dermtriage-classifier"
+READER, SENIOR = find_user("dr-bernard"), find_user("pr-dubois")
+AUDITOR = find_user("audit-moreau")
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    db.upgrade()
+    yield db
+    db.dispose()
+
+
+def add_case(
+    db: Database,
+    name: str,
+    arrives: float,
+    read: float,
+    v1: float,
+    v2: float | None,
+    outcome: tuple[str, str] | None,
+    report_code: str,
+) -> int:
+    submitted = T0 + timedelta(hours=arrives)
+    with db.session() as session:
+        case = Case(
+            status="closed",
+            submitted_at=submitted,
+            updated_at=submitted,
+            requester_id="dr-martin",
+            requester_name="Dr Claire Martin",
+            requester_organisation="Cabinet",
+            centre="crd-lyon",
+            patient_pseudonym=f"RW-{name}",
+            questionnaire={"fitzpatrick": "II", "body_site": "back", "age": 61},
+            scoring_state="done",
+            first_read_at=T0 + timedelta(hours=read),
+            closed_at=NOW - timedelta(days=1),
+        )
+        photo = Photo(
+            position=0, kind="dermoscopy", sha256="0" * 64, mime="image/jpeg", width=224,
+            height=224, size_bytes=1000, thumbnail_sha256="1" * 64, quality_acceptable=True,
+            created_at=submitted,
+        )  # fmt: skip
+        case.photos.append(photo)
+        session.add(case)
+        session.flush()
+        for version, p, role in ((1, v1, "champion"), (2, v2, "shadow")):
+            if p is None:
+                continue
+            session.add(
+                Score(
+                    case=case, photo_id=photo.id, photo_position=0,
+                    model_version=f"{MODEL}/{version}", p_malignant=p, uncertainty=0.0,
+                    predicted_class="nv", superseded=False, role=role,
+                    created_at=submitted + timedelta(minutes=1 + version),
+                )
+            )  # fmt: skip
+        case.report = Report(
+            conduct="monitor", interval=6, diagnosis="", diagnosis_code=report_code, text="Avis.",
+            author_id=READER.id, author_name=READER.name,
+            written_at=T0 + timedelta(hours=read + 1), validated_by_id=SENIOR.id,
+            validated_by_name=SENIOR.name, validated_at=T0 + timedelta(hours=read + 2),
+        )  # fmt: skip
+        if outcome is not None:
+            session.add(
+                Outcome(
+                    case=case, diagnosis_code=outcome[0], source=outcome[1],
+                    outcome_date=date(2026, 3, 15), recorded_by_id=READER.id,
+                    recorded_by_name=READER.name, recorded_at=NOW - timedelta(days=2),
+                )
+            )  # fmt: skip
+        session.flush()
+        return case.id
+
+
+def seed_fixture(db: Database) -> None:
+    add_case(db, "A", 0, 10, 0.30, 0.20, ("naevus", "follow_up"), "naevus")
+    add_case(db, "B", 1, 2, 0.80, 0.30, ("melanoma", "histology"), "naevus")
+    add_case(db, "C", 3, 5, 0.50, 0.60, ("bcc", "consultation"), "bcc")
+    add_case(db, "D", 4, 20, 0.10, 0.05, None, "naevus")
+
+
+def report(db: Database, version: str = "1", **kwargs):
+    with db.session() as session:
+        return version_real_world(
+            session, MODEL, version, registered=kwargs.pop("registered", {}), now=NOW,
+            deadline_hours=48.0, **kwargs,
+        )  # fmt: skip
+
+
+def test_the_champion_figures_from_the_database_match_the_hand_computed_values(database):
+    seed_fixture(database)
+    found = report(database, challenger="2")
+    overall = found.figures.overall
+    assert (overall.n_cases, overall.n_malignant) == (4, 2)
+    assert dict(found.sources) == {
+        "follow_up": 1,
+        "histology": 1,
+        "consultation": 1,
+        "expert_report": 1,
+    }
+    assert overall.auroc.value == overall.sensitivity.value == 1.0
+    assert overall.specificity.value == overall.npv.value == 1.0
+    assert overall.first_fifth.value == 1.0 and overall.first_fifth.n == 2
+    assert overall.hours_to_first_reading.value == pytest.approx(1.5)
+    assert overall.hours_fcfs.value == pytest.approx(5.5)
+    assert overall.triage_benefit_hours.value == pytest.approx(4.0)
+    by_group = {(s.dimension, s.value): s.figures.n_cases for s in found.figures.subgroups}
+    assert by_group[("centre", "crd-lyon")] == 4 and by_group[("age_band", "60-74")] == 4
+    assert by_group[("photo_domain", "dermoscopy")] == 4
+    challenger = found.challenger_figures
+    assert found.challenger == "2" and challenger.n_cases == 4
+    assert challenger.sensitivity.value == pytest.approx(0.5)
+    assert challenger.npv.value == pytest.approx(2 / 3)
+    assert challenger.auroc.value == 1.0
+    assert challenger.first_fifth.value == 1.0
+    assert challenger.hours_to_first_reading.value is None  # it ordered no worklist
+    assert found.alert is None
+
+
+def test_an_outcome_arriving_changes_the_figures(database):
+    seed_fixture(database)
+    before = report(database).figures.overall
+    with database.session() as session:
+        case_id = session.scalar(select(Case.id).where(Case.patient_pseudonym == "RW-D"))
+        session.add(
+            Outcome(
+                case_id=case_id, diagnosis_code="melanoma", source="histology",
+                outcome_date=date(2026, 3, 18), recorded_by_id=READER.id,
+                recorded_by_name=READER.name, recorded_at=NOW,
+            )
+        )  # fmt: skip
+    after = report(database).figures.overall
+    assert before.n_malignant == 2 and after.n_malignant == 3
+    assert after.sensitivity.value == pytest.approx(2 / 3)  # D scored 0.10: missed
+
+
+def test_a_weak_live_sensitivity_raises_an_alert_audited_once(database):
+    seed_fixture(database)
+    for k in range(12):
+        add_case(database, f"M{k}", 30 + k, 31 + k, 0.10, None, ("melanoma", "histology"), "bcc")
+    found = report(database, registered={"sens_at_95_spec": 0.72, "malignant_auroc": 0.94})
+    assert found.figures.overall.sensitivity.value == pytest.approx(2 / 14)
+    assert found.alert is not None and found.alert.live.high < 0.72
+    with database.session() as session:
+        assert record_alert(session, AUDITOR, found, at=NOW)
+        assert not record_alert(session, AUDITOR, found, at=NOW)  # same evidence: once
+    with database.session() as session:
+        events = session.scalars(select(AuditEvent).where(AuditEvent.action == ALERT_ACTION)).all()
+        assert len(events) == 1 and events[0].model_version == f"{MODEL}/1"
+        assert events[0].details["n_malignant"] == 14
+        assert session.scalar(select(func.count()).select_from(Outcome)) == 15
