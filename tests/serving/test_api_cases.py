@@ -573,8 +573,49 @@ def test_the_fhir_export_is_a_valid_final_diagnostic_report(
     assert resource.status == "final"
     assert resource.subject.identifier.value == "PAT-FHIR"
     assert resource.presentedForm[0].contentType == "application/pdf"
+    diagnosis = resource.conclusionCode[0]
+    assert (diagnosis.coding[0].system, diagnosis.coding[0].code) == (
+        "http://snomed.info/sct",
+        "400096001",
+    )
+    assert diagnosis.text == "Nævus"  # the page's language (French by default)
     # The report goes to the GP and the patient's record: the experts' answer, not the model's.
     assert "test-model/1" not in response.text and "p(malin" not in response.text
+
+
+def test_an_outcome_is_recorded_through_the_api_once_the_report_is_validated(
+    client: TestClient, photo: bytes, clock: Clock
+) -> None:
+    case = created(client, [photo], patient_pseudonym="PAT-OUTCOME")
+    base = f"/api/v1/cases/{case['id']}"
+    worker(client).run_once()
+    post(client, f"{base}/review", READER)
+    client.put(
+        f"{base}/report",
+        json={"conduct": "urgent", "text": "Exérèse rapide.", "diagnosis_code": "melanoma"},
+        headers=sign_in(client, READER),
+    )  # fmt: skip
+    clock.advance(24 * 12)
+    histology = {"diagnosis_code": "naevus", "source": "histology", "outcome_date": "2025-03-20"}
+    too_early = post(client, f"{base}/outcomes", READER, histology)
+    assert too_early.status_code == 409
+    assert too_early.json()["detail"]["code"] == "outcome_before_report"
+    validated = post(client, f"{base}/report/validation", SENIOR).json()
+    assert validated["report"]["diagnosis_code"] == "melanoma"
+    assert validated["report"]["diagnosis_label"] == "Mélanome"
+    assert validated["outcomes"] == []
+
+    assert post(client, f"{base}/outcomes", GP, histology).status_code == 403
+    bad = post(client, f"{base}/outcomes", READER, {**histology, "source": "biopsy"})
+    assert bad.status_code == 422 and set(bad.json()["detail"]["errors"]) == {"source"}
+    recorded = post(client, f"{base}/outcomes", READER, histology)
+    assert recorded.status_code == 201
+    [outcome] = recorded.json()["outcomes"]
+    assert outcome["diagnosis_code"] == "naevus" and outcome["source"] == "histology"
+    assert outcome["outcome_date"] == "2025-03-20" and outcome["source_label"] == "Histologie"
+    assert recorded.json()["status"] == "validated"  # the workflow does not move
+    history = client.get(f"{base}/events", headers=sign_in(client, SENIOR)).json()
+    assert history[-1]["action"] == "outcome"
 
 
 def test_statistics_for_experts(client: TestClient, photo: bytes, clock: Clock) -> None:

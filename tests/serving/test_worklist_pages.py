@@ -135,6 +135,7 @@ def test_a_report_with_errors_is_shown_again_on_the_case_page(
     response = client.post("/cases/1/report", data={"conduct": "monitor", "text": "Surveiller."})
     assert response.status_code == 422
     assert "Délai entre 1 et 24 requis." in response.text
+    assert "Choisissez le diagnostic dans la liste." in response.text
     assert "Surveiller." in response.text
     saved = client.post(
         "/cases/1/report",
