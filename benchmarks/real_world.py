@@ -1,4 +1,6 @@
-"""How fast the real-world figures answer with 10,000 closed cases: ``python -m benchmarks.real_world``.
+"""How fast the real-world figures answer with 10,000 closed cases.
+
+Run: ``python -m benchmarks.real_world [--database-url URL]``.
 
 Generates closed cases (two centres, one dermoscopy photo, a champion score of version 1 and a
 shadow score of version 2, a validated coded report, a histology outcome for a third of them)
