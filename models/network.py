@@ -114,6 +114,7 @@ class CalibratedClassifier(nn.Module):
         temperature: float = 1.0,
         logit_bias: torch.Tensor | None = None,
         class_prior: torch.Tensor | None = None,
+        colour_constancy_power: float = 0.0,
         num_classes: int = len(CLASSES),
     ) -> None:
         super().__init__()
@@ -129,9 +130,21 @@ class CalibratedClassifier(nn.Module):
             if class_prior is None
             else class_prior.float().clone(),
         )
+        # Part of the model, not of the caller: every path that feeds it gets the same input.
+        self.register_buffer("colour_constancy_power", torch.tensor(float(colour_constancy_power)))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # Models saved before colour constancy existed read as "off".
+        state_dict.setdefault(prefix + "colour_constancy_power", torch.tensor(0.0))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Raw network logits, shape (N, C), for normalised images of shape (N, 3, H, W)."""
+        power = getattr(self, "colour_constancy_power", None)  # absent from older pickles
+        if power is not None and float(power) > 0:
+            from models.preprocess import shades_of_grey  # preprocess imports this module
+
+            images = shades_of_grey(images, float(power))
         return self.network(images)
 
     def calibrate(self, logits: torch.Tensor) -> torch.Tensor:

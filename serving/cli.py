@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "serving.commands.quality",
     "serving.commands.serve",
     "serving.commands.train",
+    "serving.commands.sources",
     "serving.commands.blur_model",
     "serving.commands.segmenter",
     "serving.commands.modality_model",

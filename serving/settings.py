@@ -31,6 +31,12 @@ class Settings(BaseSettings):
         default=PROJECT_ROOT.parent / "shared" / "data" / "derm-dev",
         description="A derm-dev style data set: metadata.csv plus images/.",
     )
+    extra_dataset_dirs: list[Path] = Field(
+        default=[PROJECT_ROOT.parent / "shared" / "data" / "ham-extra"],
+        description="More data sets in the same layout, trained on with dataset_dir and read "
+        "back to evaluate a model on its test split (ham-extra: the rest of HAM10000); "
+        "folders that are missing are skipped.",
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None,
         validation_alias=AliasChoices("DERMTRIAGE_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
@@ -128,6 +134,12 @@ class Settings(BaseSettings):
         if self.cookie_secure is not None:
             return self.cookie_secure
         return self.host not in ("127.0.0.1", "localhost", "::1")
+
+    @property
+    def dataset_dirs(self) -> list[Path]:
+        """Every labelled data set here: ``dataset_dir`` first, then the extra ones that exist."""
+        extra = [d for d in self.extra_dataset_dirs if (d / "metadata.csv").is_file()]
+        return [self.dataset_dir, *[d for d in extra if d != self.dataset_dir]]
 
     @property
     def tracking_uri(self) -> str:

@@ -8,8 +8,11 @@ promotion was the bootstrap's and not a person's. Nothing happens when a champio
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -38,7 +41,7 @@ def register_shipped_model(
     registered_model_name: str,
     experiment_name: str = "dermtriage-classifier",
     artifact_root: str | None = None,
-    dataset_dir: Path | None = None,
+    dataset_dir: Path | Sequence[Path] | None = None,
 ) -> str:
     """Make the shipped model the champion when the registry has none; returns the champion."""
     from training.registry import GatePolicy, promote, register_version
@@ -67,10 +70,11 @@ def register_shipped_model(
         mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
         split = pd.read_csv(model_dir / SPLIT_FILE)
         tracking.log_split(split, int(metadata.get("config", {}).get("seed", 0)))
-        if dataset_dir is not None and (dataset_dir / "metadata.csv").is_file():
+        folders = _trained_on(metadata, dataset_dir)
+        if folders:
             from training.data import load_metadata
 
-            tracking.log_dataset(load_metadata(dataset_dir), dataset_dir)
+            tracking.log_dataset(load_metadata(folders), folders)
         if (model_dir / SUBGROUPS_FILE).is_file():
             mlflow.log_artifact(str(model_dir / SUBGROUPS_FILE), artifact_path="evaluation")
         model_uri = tracking.log_model(
@@ -86,8 +90,12 @@ def register_shipped_model(
         client,
         registered_model_name,
         model_uri,
-        metrics=test_metrics,
-        tags={"trained_by": metadata.get("trained_by") or "unknown", "run_id": run.info.run_id},
+        metrics={**test_metrics, **source_metrics(model_dir)},
+        tags={
+            "trained_by": metadata.get("trained_by") or "unknown",
+            "run_id": run.info.run_id,
+            "datasets": json.dumps(metadata.get("datasets", [])),
+        },
     )
     promote(
         client,
@@ -104,3 +112,22 @@ def register_shipped_model(
         version.version,
     )
     return str(version.version)
+
+
+def _trained_on(metadata: dict[str, Any], dataset_dir: Path | Sequence[Path] | None) -> list[Path]:
+    """The given data folders the shipped model was trained on (its ``dataset_source`` names
+    them, ``derm-dev+ham-extra``), those that exist here."""
+    if dataset_dir is None:
+        return []
+    given = [Path(dataset_dir)] if isinstance(dataset_dir, str | Path) else list(dataset_dir)
+    names = str(metadata.get("dataset_source") or given[0].name).split("+")
+    return [d for d in given if d.name in names and (d / "metadata.csv").is_file()]
+
+
+def source_metrics(model_dir: Path) -> dict[str, float]:
+    """The leave-one-source-out figures a model folder carries (``held_out_sources.json``,
+    written by ``dermtriage evaluate-sources``), as registry metrics; none when it has none."""
+    from training.held_out_sources import FILE_NAME, as_metrics, read_summary
+
+    path = model_dir / FILE_NAME
+    return as_metrics(read_summary(path)) if path.is_file() else {}

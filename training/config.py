@@ -45,6 +45,19 @@ class TrainConfig(BaseModel):
         "frequency) to the logits inside the loss, so the network's own logits rank classes "
         "as the balanced decision does (0: off; 1 with class_weight_power 0 is the pure form)",
     )
+    colour_constancy_power: float = Field(
+        default=0.0,
+        ge=0,
+        le=16,
+        description="Shades of Grey colour constancy on every model input (Finlayson and "
+        "Trezzi, 2004; the Minkowski norm's power, 6 is the usual choice; 0: off). Part of the "
+        "model: stored with its weights, applied by training and serving alike",
+    )
+    holdout_source: str | None = Field(
+        default=None,
+        description="leave-one-source-out: every image whose metadata 'dataset' is this source "
+        "is the test split, the other sources are split into train and validation",
+    )
     seed: int = 2026
     val_fraction: float = Field(default=0.15, gt=0, lt=0.5)
     test_fraction: float = Field(default=0.15, gt=0, lt=0.5)

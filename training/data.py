@@ -8,7 +8,7 @@ from a seed, and saved with the run so that any figure can be recomputed.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,8 +28,27 @@ REQUIRED_COLUMNS = ("image_id", "lesion_id", "dx")
 SPLITS = ("train", "val", "test")
 
 
-def load_metadata(dataset_dir: Path) -> pd.DataFrame:
-    """``metadata.csv`` of a derm-dev style data set, checked, with an ``image_path`` column."""
+def load_metadata(dataset_dir: Path | Sequence[Path]) -> pd.DataFrame:
+    """``metadata.csv`` of one or several derm-dev style data sets, checked, with ``image_path``
+    and ``source_dir`` (the folder's name) columns.
+
+    Several folders are stacked in the order given; an image id found in two of them is refused
+    (the same photo twice would sit in two splits), while a lesion may span folders (ham-extra
+    holds other photos of derm-dev's lesions) as long as its diagnosis agrees.
+    """
+    if not isinstance(dataset_dir, str | Path):
+        folders = [Path(d) for d in dataset_dir]
+        if not folders:
+            raise ValueError("no data folder given")
+        frame = pd.concat([load_metadata(d) for d in folders], ignore_index=True)
+        repeated = frame["image_id"][frame["image_id"].duplicated()].unique()
+        if len(repeated):
+            raise ValueError(f"image ids in more than one data folder: {list(repeated[:5])}")
+        diagnoses = frame.groupby("lesion_id")["dx"].nunique()
+        clashing = diagnoses[diagnoses > 1].index.tolist()
+        if clashing:
+            raise ValueError(f"lesions with two diagnoses across data folders: {clashing[:5]}")
+        return frame
     csv = Path(dataset_dir) / "metadata.csv"
     if not csv.is_file():
         raise FileNotFoundError(f"no metadata.csv in {dataset_dir}")
@@ -44,6 +63,7 @@ def load_metadata(dataset_dir: Path) -> pd.DataFrame:
         str(Path(dataset_dir) / "images" / f"{image_id}.jpg") for image_id in frame["image_id"]
     ]
     frame["label"] = frame["dx"].map(CLASSES.index).astype(int)
+    frame["source_dir"] = Path(dataset_dir).name
     return frame
 
 
@@ -56,13 +76,9 @@ def lesion_disjoint_split(
     ``image_id, lesion_id, dx, split``, sorted by image_id so the saved file is stable.
     """
     lesions = metadata.groupby("lesion_id", sort=True)["dx"].first().reset_index()
-    rest, test = train_test_split(
-        lesions, test_size=test_fraction, stratify=lesions["dx"], random_state=seed
-    )
+    rest, test = _split_lesions(lesions, test_fraction, seed)
     val_share = val_fraction / (1.0 - test_fraction)
-    train, val = train_test_split(
-        rest, test_size=val_share, stratify=rest["dx"], random_state=seed + 1
-    )
+    train, val = _split_lesions(rest, val_share, seed + 1)
     split_of = {
         **dict.fromkeys(train["lesion_id"], "train"),
         **dict.fromkeys(val["lesion_id"], "val"),
@@ -73,15 +89,83 @@ def lesion_disjoint_split(
     return out.sort_values("image_id").reset_index(drop=True)
 
 
+def _split_lesions(
+    lesions: pd.DataFrame, share: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stratified by diagnosis; a handful of lesions (a smoke run's slice of a second data
+    folder) with a diagnosis seen once cannot be stratified and is split at random."""
+    try:
+        return train_test_split(lesions, test_size=share, stratify=lesions["dx"], random_state=seed)
+    except ValueError:
+        return train_test_split(lesions, test_size=share, random_state=seed)
+
+
 def config_split(metadata: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
     """The split a training run with ``config`` uses: what is "the classifier's training split"
-    for every other fitted part (the quality check's blur detector is fitted on it only)."""
-    return lesion_disjoint_split(
-        metadata,
-        val_fraction=config.val_fraction,
-        test_fraction=config.test_fraction,
-        seed=config.seed,
-    )
+    for every other fitted part (the quality check's blur detector is fitted on it only).
+
+    Over several data folders (``source_dir``), the first folder is split on its own, exactly as
+    a run on it alone would be; a later folder's lesion already seen takes that lesion's split,
+    and its new lesions are split with the same fractions and seed. So adding ham-extra to
+    derm-dev never moves a derm-dev test image into training: a model trained on derm-dev alone
+    can still be compared with the new one on images neither has seen.
+
+    With ``config.holdout_source`` (a value of the ``dataset`` column: the clinic or device),
+    every image of that source is the test split and the other sources are split into train and
+    validation by lesion: the leave-one-source-out evaluation.
+    """
+    if config.holdout_source is not None:
+        return _source_holdout_split(metadata, config)
+    folders = list(dict.fromkeys(metadata.get("source_dir", pd.Series(["?"] * len(metadata)))))
+    if len(folders) <= 1:
+        return lesion_disjoint_split(
+            metadata,
+            val_fraction=config.val_fraction,
+            test_fraction=config.test_fraction,
+            seed=config.seed,
+        )
+    known: dict[str, str] = {}
+    parts = []
+    for folder in folders:
+        rows = metadata[metadata["source_dir"] == folder]
+        seen = rows["lesion_id"].map(known)
+        new = rows[seen.isna()]
+        part = rows[["image_id", "lesion_id", "dx"]].copy()
+        part["split"] = seen.astype(object)
+        if len(new):
+            fresh = lesion_disjoint_split(
+                new,
+                val_fraction=config.val_fraction,
+                test_fraction=config.test_fraction,
+                seed=config.seed,
+            ).set_index("image_id")["split"]
+            part.loc[seen.isna(), "split"] = part.loc[seen.isna(), "image_id"].map(fresh)
+        known.update(part.groupby("lesion_id")["split"].first().to_dict())
+        parts.append(part)
+    return pd.concat(parts).sort_values("image_id").reset_index(drop=True)
+
+
+def _source_holdout_split(metadata: pd.DataFrame, config: TrainConfig) -> pd.DataFrame:
+    source = config.holdout_source
+    if "dataset" not in metadata.columns:
+        raise ValueError("holdout_source needs a 'dataset' column in metadata.csv")
+    held = metadata["dataset"] == source
+    if not held.any():
+        known = sorted(metadata["dataset"].dropna().unique())
+        raise ValueError(f"no image of source {source!r}; sources are {known}")
+    # A lesion photographed by two sources would leak: it goes to the held-out side whole.
+    held_lesions = set(metadata.loc[held, "lesion_id"])
+    held = metadata["lesion_id"].isin(held_lesions)
+    rest = metadata[~held]
+    lesions = rest.groupby("lesion_id", sort=True)["dx"].first().reset_index()
+    train, val = _split_lesions(lesions, config.val_fraction, config.seed)
+    split_of = {
+        **dict.fromkeys(train["lesion_id"], "train"),
+        **dict.fromkeys(val["lesion_id"], "val"),
+    }
+    out = metadata[["image_id", "lesion_id", "dx"]].copy()
+    out["split"] = out["lesion_id"].map(split_of).where(~held, "test")
+    return out.sort_values("image_id").reset_index(drop=True)
 
 
 def stratified_subset(metadata: pd.DataFrame, limit: int, seed: int) -> pd.DataFrame:

@@ -8,6 +8,7 @@ the very code path that scores live cases, so a gate judges what will actually r
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ def evaluate_model_uri(
     model_uri: str,
     *,
     tracking_uri: str,
-    dataset_dir: Path,
+    dataset_dir: Path | Sequence[Path],
     split_of_run: str,
     split_name: str = "test",
     device: str = "auto",

@@ -8,6 +8,7 @@ model trained by this pipeline without training for half an hour first.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ CARD_FILE = "MODEL_CARD.md"
 
 
 def export_model_dir(
-    result: TrainResult, config: TrainConfig, out_dir: Path, *, dataset_dir: Path
+    result: TrainResult, config: TrainConfig, out_dir: Path, *, dataset_dir: Path | Sequence[Path]
 ) -> Path:
     """Write ``result`` as a model folder: weights, metadata and the run's split and figures."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -57,7 +58,10 @@ def export_model_dir(
         "run_id": result.run_id,
         "git_commit": run.data.tags.get("git_commit"),
         "dataset_digest": run.data.tags.get("dataset_digest"),
-        "dataset_source": str(dataset_dir.name),
+        "dataset_source": "+".join(
+            Path(d).name for d in ([dataset_dir] if isinstance(dataset_dir, Path) else dataset_dir)
+        ),
+        "datasets": json.loads(run.data.tags.get("datasets", "[]")),
         "trained_by": run.data.tags.get("trained_by"),
         "device": run.data.tags.get("device"),
         "test_metrics": result.test_metrics,

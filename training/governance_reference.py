@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -84,7 +85,9 @@ def reference_from_evaluation(evaluation: VersionEvaluation) -> Reference:
     )
 
 
-def reference_from_model_dir(model_dir: Path, dataset_dir: Path, device: str = "cpu") -> Reference:
+def reference_from_model_dir(
+    model_dir: Path, dataset_dir: Path | Sequence[Path], device: str = "cpu"
+) -> Reference:
     """The reference of a shipped model folder (see :mod:`training.export`), without MLflow:
     its network scores the test split of its own ``split.csv`` through the inference engine."""
     model, metadata = load_model_dir(model_dir)
@@ -108,7 +111,9 @@ def reference_from_model_dir(model_dir: Path, dataset_dir: Path, device: str = "
     )
 
 
-def write_shipped_reference(model_dir: Path, dataset_dir: Path, device: str = "cpu") -> Path:
+def write_shipped_reference(
+    model_dir: Path, dataset_dir: Path | Sequence[Path], device: str = "cpu"
+) -> Path:
     """Compute the shipped folder's reference and save it beside the weights."""
     reference = reference_from_model_dir(model_dir, dataset_dir, device)
     path = model_dir / SHIPPED_REFERENCE_FILE
@@ -142,7 +147,7 @@ def store_reference(
     version: str,
     *,
     tracking_uri: str,
-    dataset_dir: Path,
+    dataset_dir: Path | Sequence[Path],
     device: str = "cpu",
 ) -> Reference:
     """Compute the reference of ``name`` version ``version`` and store it with its run.

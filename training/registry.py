@@ -345,9 +345,10 @@ class GatePolicy:
 
     auroc_tolerance: float = 0.01
     sens_tolerance: float = 0.0
+    source_tolerance: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.auroc_tolerance < 0 or self.sens_tolerance < 0:
+        if min(self.auroc_tolerance, self.sens_tolerance, self.source_tolerance) < 0:
             raise ValueError("gate tolerances cannot be negative")
 
 
@@ -436,7 +437,52 @@ def check_gates(
                 detail=detail,
             )
         )
+    gates.append(_worst_source_gate(candidate, champion, policy.source_tolerance))
     return GateReport(gates=tuple(gates), note="first champion" if champion is None else "")
+
+
+WORST_SOURCE = "worst_source_malignant_auroc"
+
+
+def _worst_source_gate(
+    candidate: Mapping[str, float], champion: Mapping[str, float] | None, tolerance: float
+) -> Gate:
+    """The leave-one-source-out gate: the recipe's malignant AUROC on its worst held-out source
+    (a clinic or device it never saw, ``dermtriage evaluate-sources``) may not fall below the
+    champion's. A champion registered before those figures existed has none; the gate then
+    passes and says so, while a candidate without one facing a champion with one is refused."""
+    cand, champ = candidate.get(WORST_SOURCE), (champion or {}).get(WORST_SOURCE)
+    if _is_finite(champ) and not _is_finite(cand):
+        passed, detail = False, "candidate has no held-out-source figure; the champion has one"
+    elif not _is_finite(champ):
+        shown = f"{cand:.4f}" if _is_finite(cand) else "none"
+        passed, detail = True, f"candidate {shown}; the champion has no held-out-source figure"
+    else:
+        assert cand is not None and champ is not None
+        passed = cand >= champ - tolerance - _COMPARISON_EPS
+        detail = f"candidate {cand:.4f} vs champion {champ:.4f} (tolerance {tolerance:g})"
+    return Gate(
+        name=WORST_SOURCE,
+        candidate=float(cand) if _is_finite(cand) else None,
+        champion=float(champ) if _is_finite(champ) else None,
+        tolerance=tolerance,
+        passed=passed,
+        detail=detail,
+    )
+
+
+def _registered_figure(
+    client: mlflow.MlflowClient, name: str, version: str | None, metric: str
+) -> dict[str, float]:
+    """A figure stored on the version itself (``metric.<name>`` tag), not re-measurable on a
+    split: the held-out-source figures come from separate training runs of the recipe."""
+    if version is None:
+        return {}
+    raw = get_version(client, name, version).tags.get(f"{METRIC_TAG_PREFIX}{metric}")
+    try:
+        return {} if raw is None else {metric: float(raw)}
+    except ValueError:
+        return {}
 
 
 # --- promotion history -----------------------------------------------------------------------
@@ -562,7 +608,10 @@ def promote(
     if previous == version:
         raise RegistryError(f"{name} version {version} is already the champion")
     candidate_figures = dict(evaluate(f"models:/{name}/{version}"))
+    candidate_figures.update(_registered_figure(client, name, version, WORST_SOURCE))
     champion_figures = None if previous is None else dict(evaluate(f"models:/{name}/{previous}"))
+    if champion_figures is not None:
+        champion_figures.update(_registered_figure(client, name, previous, WORST_SOURCE))
     report = check_gates(candidate_figures, champion_figures, policy)
     if not report.passed:
         _append_history(

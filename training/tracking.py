@@ -11,7 +11,7 @@ import json
 import logging
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,12 +58,40 @@ def configure(tracking_uri: str, experiment_name: str, artifact_root: str | None
     return mlflow.create_experiment(experiment_name, artifact_location=artifact_root)
 
 
-def log_dataset(metadata: pd.DataFrame, dataset_dir: Path, name: str = "derm-dev") -> str:
-    """Log the labelled table as the run's training input; returns the digest MLflow computed."""
+def log_dataset(
+    metadata: pd.DataFrame, dataset_dir: Path | Sequence[Path], name: str = "derm-dev"
+) -> str:
+    """Log the labelled table as the run's training input; returns the digest MLflow computed.
+
+    Over several data folders each is also logged as its own input (named after its folder,
+    with its own digest), and the run's ``datasets`` tag lists them, so the lineage of a model
+    names every data set it learned from and the hash of what it read there.
+    """
+    folders = [Path(dataset_dir)] if isinstance(dataset_dir, str | Path) else list(dataset_dir)
     table = metadata.drop(columns=["image_path"], errors="ignore")
-    dataset = mlflow.data.from_pandas(table, source=str(dataset_dir), name=name, targets="dx")
-    mlflow.log_input(dataset, context="training")
-    return dataset.digest
+    if len(folders) == 1:
+        dataset = mlflow.data.from_pandas(table, source=str(folders[0]), name=name, targets="dx")
+        mlflow.log_input(dataset, context="training")
+        mlflow.set_tag(
+            "datasets",
+            json.dumps([{"name": folders[0].name, "digest": dataset.digest, "images": len(table)}]),
+        )
+        return dataset.digest
+    parts = []
+    for folder in folders:
+        rows = table[table["source_dir"] == folder.name]
+        part = mlflow.data.from_pandas(rows, source=str(folder), name=folder.name, targets="dx")
+        mlflow.log_input(part, context="training")
+        parts.append({"name": folder.name, "digest": part.digest, "images": len(rows)})
+    whole = mlflow.data.from_pandas(
+        table,
+        source=",".join(str(f) for f in folders),
+        name="+".join(f.name for f in folders),
+        targets="dx",
+    )
+    mlflow.log_input(whole, context="training")
+    mlflow.set_tag("datasets", json.dumps(parts))
+    return whole.digest
 
 
 def log_split(split: pd.DataFrame, seed: int) -> None:

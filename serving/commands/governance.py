@@ -54,7 +54,7 @@ def run_reference(args: argparse.Namespace) -> int:
         from training.governance_reference import write_shipped_reference
 
         path = write_shipped_reference(
-            settings.shipped_model_dir, settings.dataset_dir, device=args.device
+            settings.shipped_model_dir, settings.dataset_dirs, device=args.device
         )
         print(f"wrote {path}")
         return 0
@@ -69,7 +69,7 @@ def run_reference(args: argparse.Namespace) -> int:
             name,
             version,
             tracking_uri=settings.tracking_uri,
-            dataset_dir=settings.dataset_dir,
+            dataset_dir=settings.dataset_dirs,
             device=args.device,
         )
     except (RegistryError, ValueError, MlflowException, OSError) as exc:

@@ -207,7 +207,7 @@ def run_promote(args: argparse.Namespace) -> int:
             return evaluate_model_uri(
                 artifacts,
                 tracking_uri=settings.tracking_uri,
-                dataset_dir=settings.dataset_dir,
+                dataset_dir=settings.dataset_dirs,
                 split_of_run=run_id,
             )
 

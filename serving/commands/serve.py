@@ -36,7 +36,7 @@ def prepare(settings: Settings, *, demo: bool) -> None:
         tracking_uri=settings.tracking_uri,
         registered_model_name=settings.registered_model_name,
         artifact_root=None if settings.mlflow_tracking_uri else settings.artifact_root,
-        dataset_dir=settings.dataset_dir,
+        dataset_dir=settings.dataset_dirs,
     )
     logger.info("champion model: %s version %s", settings.registered_model_name, champion)
     if demo:

@@ -28,6 +28,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="stop an interrupted run: calibrate, evaluate and log its best checkpoint",
     )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        default=None,
+        metavar="DIR",
+        help="a data folder in derm-dev's layout; repeat for several (split by lesion over all "
+        "of them); default: DERMTRIAGE_DATASET_DIR and DERMTRIAGE_EXTRA_DATASET_DIRS",
+    )
+    parser.add_argument(
+        "--holdout-source",
+        default=None,
+        metavar="SOURCE",
+        help="test on every image of this metadata 'dataset' source, train on the others",
+    )
     parser.add_argument("--no-register", action="store_true", help="log the run only")
     parser.add_argument("--export", type=Path, default=None, help="also write a model folder")
     parser.set_defaults(func=run)
@@ -45,11 +60,17 @@ def run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         device=args.device,
         register_model=False if args.no_register else None,
+        holdout_source=args.holdout_source,
     )
+    data_dirs = args.data or settings.dataset_dirs
+    missing = [str(d) for d in data_dirs if not (d / "metadata.csv").is_file()]
+    if missing:
+        logger.error("no metadata.csv in %s", ", ".join(missing))
+        return 2
     work_dir = args.work_dir or settings.data_dir / "training" / args.config.stem
     result = train(
         config,
-        dataset_dir=settings.dataset_dir,
+        dataset_dir=data_dirs,
         work_dir=work_dir,
         tracking_uri=settings.tracking_uri,
         artifact_root=settings.artifact_root if not settings.mlflow_tracking_uri else None,
@@ -59,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         finalize=args.finalize,
     )
     if args.export:
-        export_model_dir(result, config, args.export, dataset_dir=settings.dataset_dir)
+        export_model_dir(result, config, args.export, dataset_dir=data_dirs)
     print(
         json.dumps(
             {

@@ -580,6 +580,7 @@ def test_promotion_after_shadow_mode_goes_through_the_gates_and_rollback_is_one_
     assert {g["name"] for g in promoted["gates"]["gates"]} == {
         "malignant_auroc",
         "sens_at_95_spec",
+        "worst_source_malignant_auroc",
     }
     assert dossier["tags"]["rolled_back_by"] == "pr-dubois"
     assert dossier["live_cases"] == {"champion": 1, "shadow": 6}

@@ -28,10 +28,12 @@ import pytest
 import torch
 
 from models.network import CLASSES
+from training.held_out_sources import as_metrics, attach_to_version
 from training.metrics import evaluate_predictions
 from training.registry import (
     CHALLENGER,
     CHAMPION,
+    WORST_SOURCE,
     GateFailed,
     GatePolicy,
     RegistryError,
@@ -246,6 +248,7 @@ class TestGates:
         assert {g.name: (g.candidate, g.champion) for g in report.gates} == {
             "malignant_auroc": (0.915, 0.920),
             "sens_at_95_spec": (0.60, 0.60),
+            WORST_SOURCE: (None, None),  # neither has held-out-source figures: nothing to lose
         }
 
     def test_beyond_the_auroc_tolerance_fails(self) -> None:
@@ -263,7 +266,7 @@ class TestGates:
             {"malignant_auroc": 0.95, "sens_at_95_spec": 0.599},
             {"malignant_auroc": 0.92, "sens_at_95_spec": 0.600},
         )
-        assert [g.passed for g in report.gates] == [True, False]
+        assert [g.passed for g in report.gates] == [True, False, True]
         assert check_gates(
             {"malignant_auroc": 0.95, "sens_at_95_spec": 0.599},
             {"malignant_auroc": 0.92, "sens_at_95_spec": 0.600},
@@ -529,3 +532,77 @@ def test_register_and_promote_through_a_tracking_server(
     assert summary.run_id == run_id
     assert summary.metrics["malignant_auroc"] == measured["malignant_auroc"]
     assert promotion_history(reader, "dermtriage-classifier") == [record]
+
+
+def _held_out(worst: float) -> dict:
+    """A held-out-sources summary as ``dermtriage evaluate-sources`` writes it."""
+    return {
+        "sources": {
+            "clinic_a": {"malignant_auroc": worst, "n": 100.0, "n_malignant": 20.0},
+            "clinic_b": {"malignant_auroc": worst + 0.05, "n": 90.0, "n_malignant": 15.0},
+        },
+        "worst_source": "clinic_a",
+        "worst_malignant_auroc": worst,
+    }
+
+
+class TestWorstHeldOutSourceGate:
+    """A recipe is judged by the clinic it did worst on; the gate keeps that from regressing."""
+
+    def test_the_figures_are_stored_on_the_version(self, store: Store, name: str, figures) -> None:
+        strong, _ = register_both(store, name, figures)
+        attach_to_version(store.client, name, strong, _held_out(0.81))
+        tags = store.client.get_model_version(name, strong).tags
+        assert float(tags["metric.worst_source_malignant_auroc"]) == pytest.approx(0.81)
+        assert float(tags["metric.source.clinic_b.malignant_auroc"]) == pytest.approx(0.86)
+        assert float(tags["metric.source.clinic_a.n_malignant"]) == 20
+
+    def test_better_split_figures_do_not_excuse_a_worse_held_out_clinic(
+        self, store: Store, name: str, figures
+    ) -> None:
+        strong, weak = register_both(store, name, figures)
+        attach_to_version(store.client, name, weak, _held_out(0.90))
+        attach_to_version(store.client, name, strong, _held_out(0.70))
+        promote(store.client, name, weak, user="bob", reason="first", evaluate=evaluate)
+        with pytest.raises(GateFailed) as refused:
+            promote(store.client, name, strong, user="bob", reason="better", evaluate=evaluate)
+        failed = [g.name for g in refused.value.report.gates if not g.passed]
+        assert failed == ["worst_source_malignant_auroc"]
+        assert alias_version(store.client, name, CHAMPION) == weak
+
+    def test_a_champion_without_the_figure_lets_the_gate_pass_and_says_so(
+        self, store: Store, name: str, figures
+    ) -> None:
+        strong, weak = register_both(store, name, figures)
+        attach_to_version(store.client, name, strong, _held_out(0.70))
+        promote(store.client, name, weak, user="bob", reason="first", evaluate=evaluate)
+        record = promote(store.client, name, strong, user="bob", reason="x", evaluate=evaluate)
+        gate = next(g for g in record.gates["gates"] if g["name"] == WORST_SOURCE)
+        assert gate["passed"] and "champion has no held-out-source figure" in gate["detail"]
+
+    def test_a_candidate_without_the_figure_cannot_replace_a_champion_with_one(self) -> None:
+        report = check_gates(
+            {"malignant_auroc": 0.95, "sens_at_95_spec": 0.8},
+            {"malignant_auroc": 0.90, "sens_at_95_spec": 0.7, WORST_SOURCE: 0.85},
+        )
+        assert not report.passed
+        assert [g.name for g in report.gates if not g.passed] == [WORST_SOURCE]
+
+    def test_within_the_tolerance_passes(self) -> None:
+        champion = {"malignant_auroc": 0.9, "sens_at_95_spec": 0.7, WORST_SOURCE: 0.85}
+        candidate = {**champion, WORST_SOURCE: 0.845}
+        assert check_gates(candidate, champion).passed
+        assert not check_gates({**champion, WORST_SOURCE: 0.83}, champion).passed
+
+    def test_the_summary_file_becomes_registry_metrics(self) -> None:
+        found = as_metrics(_held_out(0.8))
+        assert found[WORST_SOURCE] == pytest.approx(0.8)
+        assert found["source.clinic_a.n"] == 100.0
+        assert set(found) == {
+            WORST_SOURCE,
+            *(
+                f"source.{c}.{k}"
+                for c in ("clinic_a", "clinic_b")
+                for k in ("malignant_auroc", "n", "n_malignant")
+            ),
+        }
