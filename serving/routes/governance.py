@@ -47,8 +47,8 @@ from serving.governance_service import (
     version_label,
     would_be_ordering,
 )
+from serving.routes.worklist_pages import page_lang, render
 from serving.settings import Settings
-from serving.templating import templates
 from serving.users import User
 from training.governance import (
     PLOT_ARTIFACTS,
@@ -177,10 +177,11 @@ def _json_number(value: Any) -> Any:
 
 
 def _page(request: Request, template: str, user: User, **context: Any) -> HTMLResponse:
-    return templates.TemplateResponse(
-        request,
-        template,
-        {"user": user, "lang": "en", "psi_level": psi_level, "labels": MEASURE_LABELS, **context},
+    """A governance page in the product's shell: the same header, navigation, language switch
+    (French by default, the choice remembered) and sign-out as every other page."""
+    lang = page_lang(request, request.app.state.settings)
+    return render(
+        request, template, lang, user, psi_level=psi_level, labels=MEASURE_LABELS, **context
     )
 
 

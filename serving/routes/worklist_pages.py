@@ -100,6 +100,8 @@ def home_for(user: User | None) -> str:
         return "/login"
     if user.role is Role.requester:
         return "/gp/requests"
+    if user.role is Role.data_scientist:  # model work: the registry's versions come first
+        return "/governance"
     if can(user, Permission.read_worklist):
         return "/worklist"
     return "/stats"
