@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,7 @@ class VersionInfo:
     dataset_digest: str | None
     training_params: dict[str, str]
     history: tuple[dict[str, Any], ...]
+    held_out_sources: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def card(self) -> pd.DataFrame:
         """The version card: one ``item, value`` row per fact, for a reader to scan."""
@@ -127,6 +128,22 @@ class VersionInfo:
             ("MLflow run", self.run_id),
         ]
         return pd.DataFrame(rows, columns=["item", "value"])
+
+    def held_out_sources_table(self) -> pd.DataFrame:
+        """Leave-one-source-out figures of the version's recipe (``dermtriage evaluate-sources``):
+        each clinic or device trained without and tested on, worst first. Empty when the
+        version was registered without them."""
+        columns = [
+            "source",
+            "malignant_auroc",
+            "balanced_accuracy",
+            "sens_at_95_spec",
+            "n",
+            "n_malignant",
+        ]
+        rows = [{"source": s, **f} for s, f in self.held_out_sources.items()]
+        table = pd.DataFrame(rows, columns=columns)
+        return table.sort_values("malignant_auroc").reset_index(drop=True)
 
     def history_table(self) -> pd.DataFrame:
         """Promotions, refusals and rollbacks concerning this version: when, what, who and why."""
@@ -177,7 +194,9 @@ def _version_info(tracking_uri: str, name: str, version: str) -> VersionInfo:
     run = details.get("run") or {}
     if not details.get("run_id") or "error" in run:
         raise ValueError(f"{name} version {version} has no readable training run; no test split")
-    dataset = next(iter(run.get("datasets") or []), {})
+    datasets = run.get("datasets") or []
+    # Over several folders each is logged on its own plus their union (named a+b), listed last.
+    dataset = datasets[-1] if datasets else {}
     params = run.get("params", {})
     wanted = ("backbone", "image_size", "epochs", "seed", "limit_images")
     return VersionInfo(
@@ -193,7 +212,18 @@ def _version_info(tracking_uri: str, name: str, version: str) -> VersionInfo:
         dataset_digest=dataset.get("digest") if dataset else None,
         training_params={k: params[k] for k in wanted if params.get(k) not in (None, "None")},
         history=tuple(details["history"]),
+        held_out_sources=_held_out_sources(details.get("metrics", {})),
     )
+
+
+def _held_out_sources(figures: dict[str, float]) -> dict[str, dict[str, float]]:
+    """The version's ``source.<name>.<figure>`` metrics, regrouped by source."""
+    found: dict[str, dict[str, float]] = {}
+    for key, value in figures.items():
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "source":
+            found.setdefault(parts[1], {})[parts[2]] = float(value)
+    return found
 
 
 def _score_cases(
@@ -239,7 +269,10 @@ def load_version_evaluation(
     cases["predicted"] = [CLASSES[i] for i in decided]
     cases["age_band"] = cases["age"].map(metrics.age_band)
     figures = metrics.evaluate_predictions(labels, probs, CLASSES, predicted=decided)
-    subgroups = metrics.subgroup_table(labels, probs, cases, CLASSES, predicted=decided)
+    columns = (*metrics.DEFAULT_SUBGROUP_COLUMNS, *(["dataset"] if "dataset" in cases else []))
+    subgroups = metrics.subgroup_table(
+        labels, probs, cases, CLASSES, predicted=decided, columns=columns
+    )
     logger.info(
         "%s version %s on %d test images: AUROC %.3f",
         name,

@@ -420,7 +420,12 @@ def _calibrate_evaluate_log(
 
     test_meta = data.metadata[data.metadata["split"] == "test"].reset_index(drop=True)
     test_meta["age_band"] = test_meta["age"].map(metrics.age_band)
-    subgroups = metrics.subgroup_table(y, probs.numpy(), test_meta, CLASSES, predicted=decisions)
+    # The clinic or device (HAM10000's ``dataset`` column) is a subgroup too: a source the model
+    # serves less well shows here first, before the leave-one-source-out runs confirm it.
+    columns = (*metrics.DEFAULT_SUBGROUP_COLUMNS, *(["dataset"] if "dataset" in test_meta else []))
+    subgroups = metrics.subgroup_table(
+        y, probs.numpy(), test_meta, CLASSES, predicted=decisions, columns=columns
+    )
     tracking.log_frame(subgroups, "evaluation/subgroups.csv")
     predictions = test_meta[["image_id", "lesion_id", "dx"]].copy()
     predictions[[f"p_{c}" for c in CLASSES]] = probs.numpy()
