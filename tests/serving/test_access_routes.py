@@ -84,6 +84,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/cases/{case_id}/report/validation"): frozenset({SENIOR}),
     ("POST", "/api/v1/cases/{case_id}/report/revision"): frozenset({SENIOR}),
     ("POST", "/api/v1/cases/{case_id}/close"): frozenset({GP, SENIOR}),
+    ("POST", "/api/v1/cases/{case_id}/outcomes"): LYON_EXPERTS,
     ("GET", "/api/v1/stats"): STATS,
     # pages
     ("GET", "/worklist"): WORKLIST,
@@ -94,6 +95,7 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/cases/{case_id}/report"): LYON_EXPERTS,
     ("POST", "/cases/{case_id}/validate"): frozenset({SENIOR}),
     ("POST", "/cases/{case_id}/revision"): frozenset({SENIOR}),
+    ("POST", "/cases/{case_id}/outcomes"): LYON_EXPERTS,
     ("GET", "/gp/requests"): REQUESTERS,
     ("GET", "/gp/requests/new"): REQUESTERS,
     ("POST", "/gp/requests/new"): REQUESTERS,
@@ -157,6 +159,7 @@ QUESTIONNAIRE = {
     "body_site": "back", "duration": "1_6_months",
     "clinical_question": "Lésion pigmentée qui grandit : avis ?",
 }  # fmt: skip
+OUTCOME = {"diagnosis_code": "naevus", "source": "histology", "outcome_date": "2020-01-02"}
 REPORT = {"conduct": "consultation", "interval": 2, "diagnosis": "Naevus atypique",
           "diagnosis_code": "naevus", "text": "Exérèse à prévoir."}  # fmt: skip
 PAGE_FORM = {"patient_pseudonym": "PAT-78", "age": "61", "sex": "female", "fitzpatrick": "II",
@@ -211,6 +214,10 @@ class World:
             return {"json": REPORT}
         if path == "/cases/{case_id}/report":
             return {"data": {k: str(v) for k, v in REPORT.items()}}
+        if path == "/api/v1/cases/{case_id}/outcomes":
+            return {"json": OUTCOME}
+        if path == "/cases/{case_id}/outcomes":
+            return {"data": OUTCOME}
         if path == "/api/v1/users":
             return {"json": NEW_USER}
         if path.startswith("/api/v1/users/") and method == "PATCH":
