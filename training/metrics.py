@@ -26,7 +26,11 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from models.network import CLASSES, MALIGNANT_CLASSES
-from pipeline.real_world import AGE_BANDS, UNKNOWN, age_band  # one cut for test and live figures
+
+# One age cut for test and live figures; and the product's operating point (the worklist's high
+# tier, pipeline.priority.TIER_THRESHOLDS), registered so the live sensitivity alert compares
+# like with like.
+from pipeline.real_world import AGE_BANDS, OPERATING_POINT, UNKNOWN, age_band
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +91,18 @@ def _roc(y: Any, p: Any) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     fpr, tpr, _ = roc_curve(y_arr, p_arr, drop_intermediate=False)
     return fpr, tpr
+
+
+def rates_at_threshold(y: Any, p: Any, threshold: float) -> tuple[float, float]:
+    """(sensitivity, specificity) of calling a case positive when ``p >= threshold``; each
+    ``nan`` when its denominator is empty (no positive, no negative case)."""
+    y_arr = _as_binary(y)
+    p_arr = _as_scores(p, y_arr.size)
+    called = p_arr >= threshold
+    positives, negatives = y_arr == 1, y_arr == 0
+    sensitivity = float(called[positives].mean()) if positives.any() else math.nan
+    specificity = float((~called[negatives]).mean()) if negatives.any() else math.nan
+    return sensitivity, specificity
 
 
 def sensitivity_at_specificity(y: Any, p: Any, specificity: float = 0.95) -> float:
@@ -278,7 +294,10 @@ def evaluate_predictions(
     """Every headline figure of a model on one split, as a flat ``{name: float}`` dict.
 
     Keys: ``malignant_auroc``, ``sens_at_95_spec``, ``spec_at_95_sens``, ``balanced_accuracy``,
-    ``ece_malignant``, ``ece_top_label``, ``recall_<class>`` for each class, ``n`` and
+    ``ece_malignant``, ``ece_top_label``, ``sens_at_operating_point`` and
+    ``spec_at_operating_point`` (calling malignant at the product's operating point, ``p >=
+    0.40``: the figure the live sensitivity alert of ``pipeline.real_world`` compares with),
+    ``recall_<class>`` for each class, ``n`` and
     ``n_malignant``. Flat and float so that it goes straight into ``mlflow.log_metrics`` and into
     registry tags.
 
@@ -298,6 +317,9 @@ def evaluate_predictions(
         "ece_malignant": expected_calibration_error(y_mal, p_mal, n_bins),
         "ece_top_label": top_label_ece(y_t, p, n_bins),
     }
+    figures["sens_at_operating_point"], figures["spec_at_operating_point"] = rates_at_threshold(
+        y_mal, p_mal, OPERATING_POINT
+    )
     for name, recall in per_class_recall(y_t, y_pred, classes).items():
         figures[f"recall_{name}"] = recall
     figures["n"] = float(len(y_t))

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from sklearn.metrics import balanced_accuracy_score
 
 from models.network import CLASSES
+from pipeline.real_world import OPERATING_POINT
 from training.metrics import (
     age_band,
     balanced_accuracy,
@@ -219,6 +220,8 @@ class TestEvaluatePredictions:
             "balanced_accuracy",
             "ece_malignant",
             "ece_top_label",
+            "sens_at_operating_point",
+            "spec_at_operating_point",
             "n",
             "n_malignant",
         } | {f"recall_{c}" for c in CLASSES}
@@ -226,6 +229,17 @@ class TestEvaluatePredictions:
         assert figures["n"] == 8
         assert figures["n_malignant"] == 3
         assert all(isinstance(v, float) for v in figures.values())
+
+    def test_sensitivity_and_specificity_at_the_products_operating_point(self) -> None:
+        """Called malignant when p >= 0.40 (the worklist's high tier): a case predicted as a
+        malignant class scores 0.94 + 2 x 0.01 = 0.96, a benign one 3 x 0.01 = 0.03. Three
+        cancers, two called (mel, bcc; the second mel read as nv); four benign, one called."""
+        y = np.array([4, 4, 1, 5, 5, 5, 2])
+        pred = [4, 5, 1, 5, 4, 5, 2]
+        figures = evaluate_predictions(y, one_hot_probs(pred), CLASSES)
+        assert pytest.approx(0.40) == OPERATING_POINT
+        assert figures["sens_at_operating_point"] == pytest.approx(2 / 3)
+        assert figures["spec_at_operating_point"] == pytest.approx(3 / 4)
 
     def test_a_perfect_classifier(self) -> None:
         y = np.array([0, 1, 2, 3, 4, 5, 6, 5, 5])
