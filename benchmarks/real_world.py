@@ -4,9 +4,17 @@ Run: ``python -m benchmarks.real_world [--database-url URL]``.
 
 Generates closed cases (two centres, one dermoscopy photo, a champion score of version 1 and a
 shadow score of version 2, a validated coded report, a histology outcome for a third of them)
-in a fresh SQLite database (or ``--database-url postgresql+psycopg://...``), then times
-:func:`serving.governance_real_world.version_real_world` cold (computed) and warm (cached), the
-way the page and the JSON API call it. Prints one line per measure.
+in a fresh SQLite database (or ``--database-url postgresql+psycopg://...``, an empty database),
+then times :func:`serving.governance_real_world.version_real_world` the way the service uses it:
+
+- ``first computation``: nothing stored yet (what the service does once at start, in the
+  background, before any reader comes);
+- ``page, stored``: a page or API call on unchanged data (reads the stored result);
+- ``page, after an outcome``: a page right after a new outcome (answers from the stored result
+  and starts the recomputation in the background);
+- ``background recomputation``: until the recomputed figures are stored.
+
+Prints one line per measure, wall-clock and CPU seconds.
 """
 
 from __future__ import annotations
@@ -14,15 +22,17 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import insert
 
 from serving.db import Database
 from serving.db.models import Case, Outcome, Photo, Report, Score
-from serving.governance_real_world import version_real_world
+from serving.governance_real_world import version_real_world, wait_for_refreshes
 
 MODEL = "dermtriage-classifier"
 
@@ -93,19 +103,39 @@ def main() -> None:
         db.upgrade()
         generate(db, args.cases)
         now = datetime(2026, 1, 1, tzinfo=UTC)
-        for label in ("cold", "warm"):
-            start = time.perf_counter()
+
+        def look(stale_ok: bool = True):  # -> RealWorldReport
             with db.session() as session:
-                found = version_real_world(
+                return version_real_world(
                     session, MODEL, "1", registered={"sens_at_95_spec": 0.72}, now=now,
-                    deadline_hours=48.0, challenger="2",
+                    deadline_hours=48.0, challenger="2", stale_ok=stale_ok,
                 )  # fmt: skip
-            elapsed = time.perf_counter() - start
+
+        def timed(label: str, action: Callable[[], Any]) -> Any:
+            wall, cpu = time.perf_counter(), time.process_time()
+            result = action()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             print(
-                f"{url.split(':')[0]} {args.cases} cases, {label}: {elapsed:.2f} s "
-                f"({found.figures.overall.n_cases} confirmed, "
-                f"{len(found.figures.subgroups)} subgroups, challenger on the same cases)"
+                f"{url.split(':')[0]} {args.cases} cases, {label}: {wall:.2f} s ({cpu:.2f} s CPU)"
             )
+            return result
+
+        found = timed("first computation", look)
+        print(
+            f"  ({found.figures.overall.n_cases} confirmed, {len(found.figures.subgroups)} "
+            "subgroups, challenger on the same cases)"
+        )
+        timed("page, stored", look)
+        with db.session() as session:
+            session.add(
+                Outcome(case_id=1, diagnosis_code="melanoma", outcome_date=date(2025, 6, 2),
+                        source="histology", recorded_by_id="dr-bernard", recorded_by_name="Dr",
+                        recorded_at=now)
+            )  # fmt: skip
+        stale = timed("page, after an outcome", look)
+        assert stale.refreshing
+        timed("background recomputation", wait_for_refreshes)
+        assert not look().refreshing
         db.dispose()
 
 

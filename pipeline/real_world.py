@@ -309,7 +309,6 @@ def queue_timings(
     """
     if deadline_hours <= 0:
         raise ValueError("deadline_hours must be positive")
-    fcfs = fcfs_first_readings(queue)
     wanted = set(case_ids)
     now_s = now.timestamp()
     by_centre: dict[str, list[QueueEntry]] = {}
@@ -318,15 +317,22 @@ def queue_timings(
     deadline_s = deadline_hours * 3600.0
     timings: dict[int, Timing] = {}
     for centre_entries in by_centre.values():
-        entries = sorted(centre_entries, key=lambda e: (e.submitted_at, e.case_id))
-        targets = [i for i, e in enumerate(entries) if e.case_id in wanted]
-        if not targets:
+        if not any(e.case_id in wanted for e in centre_entries):
             continue
-        ids = np.array([e.case_id for e in entries], dtype=np.int64)
-        sub = np.array([_seconds(e.submitted_at) for e in entries])
-        read = np.array([_seconds(e.first_read_at) for e in entries])
-        points = np.array([e.points for e in entries])
-        flagged = np.array([e.flagged for e in entries], dtype=bool)
+        # Arrival order (time, then case id) by one NumPy sort of the centre's columns.
+        ids = np.array([e.case_id for e in centre_entries], dtype=np.int64)
+        sub = np.array([_seconds(e.submitted_at) for e in centre_entries])
+        order = np.lexsort((ids, sub))
+        ids, sub = ids[order], sub[order]
+        read = np.array([_seconds(e.first_read_at) for e in centre_entries])[order]
+        points = np.array([e.points for e in centre_entries])[order]
+        flagged = np.array([e.flagged for e in centre_entries], dtype=bool)[order]
+        targets = [i for i, case_id in enumerate(ids.tolist()) if case_id in wanted]
+        # First come, first served (fcfs_first_readings): the k-th arrival gets the k-th
+        # recorded reading; arrivals beyond them are still waiting (inf).
+        readings = np.sort(read[np.isfinite(read)])
+        fcfs = np.full(ids.size, math.inf)
+        fcfs[: readings.size] = readings
         unread = np.flatnonzero(~np.isfinite(read))
         waits = (read - sub)[np.isfinite(read)]
         longest = float(waits.max()) if waits.size else 0.0
@@ -353,17 +359,16 @@ def queue_timings(
             ahead = (tiers < tier_c) | (
                 (tiers == tier_c) & ((rounded > score_c) | ((rounded == score_c) & later))
             )
-            entry = entries[i]
-            actual = None if entry.first_read_at is None else (read[i] - t) / 3600.0
-            fcfs_read = fcfs.get(entry.case_id)
-            censored = fcfs_read is None
-            fcfs_hours = ((now_s if censored else _seconds(fcfs_read)) - t) / 3600.0
-            timings[entry.case_id] = Timing(
-                case_id=entry.case_id,
+            case_id = int(ids[i])
+            actual = None if not math.isfinite(read[i]) else (read[i] - t) / 3600.0
+            censored = not math.isfinite(fcfs[i])
+            fcfs_hours = ((now_s if censored else fcfs[i]) - t) / 3600.0
+            timings[case_id] = Timing(
+                case_id=case_id,
                 position=int(ahead.sum()) + 1,
                 queue_length=int(index.size),
-                hours_to_first_reading=actual,
-                hours_fcfs=max(0.0, fcfs_hours),
+                hours_to_first_reading=None if actual is None else float(actual),
+                hours_fcfs=max(0.0, float(fcfs_hours)),
                 fcfs_censored=censored,
             )
     return timings
@@ -378,9 +383,11 @@ _GRID = 200
 
 
 def _weights(rng: np.random.Generator, rows: int, m: int) -> np.ndarray:
-    """``rows`` bootstrap resamples of ``m`` items as multiplicities (each row sums to ``m``)."""
+    """``rows`` bootstrap resamples of ``m`` items as multiplicities (each row sums to ``m``),
+    as 32-bit counts: half the memory traffic of floats in the cumulative sums that follow."""
     picks = rng.integers(0, m, size=(rows, m)) + (np.arange(rows) * m)[:, None]
-    return np.bincount(picks.ravel(), minlength=rows * m).reshape(rows, m).astype(np.float64)
+    counts = np.bincount(picks.ravel(), minlength=rows * m).reshape(rows, m)
+    return counts.astype(np.int32)
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -389,14 +396,14 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _weighted_median(weights: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The median of each row's resample (``values`` sorted ascending; the mean of the two middle
-    values for an even count), NaN for an empty resample."""
+    """The median of each row's resample (``weights``: whole multiplicities; ``values`` sorted
+    ascending; the mean of the two middle values for an even count), NaN for an empty resample."""
     if values.size == 0:
         return np.full(weights.shape[0], np.nan)
-    cum = np.cumsum(weights, axis=1)
+    cum = np.cumsum(weights, axis=1, dtype=np.int32)  # multiplicities: whole numbers
     total = cum[:, -1]
-    k1 = np.floor((total + 1) / 2)
-    k2 = np.minimum(np.floor(total / 2) + 1, total)
+    k1 = (total + 1) // 2
+    k2 = np.minimum(total // 2 + 1, total)
     i1 = np.argmax(cum >= k1[:, None], axis=1)
     i2 = np.argmax(cum >= k2[:, None], axis=1)
     median = (values[i1] + values[i2]) / 2.0
@@ -436,21 +443,7 @@ class _Sample:
 
     @classmethod
     def build(cls, cases: Sequence[LabelledCase], timings: Mapping[int, Timing]) -> _Sample:
-        y = np.array([c.malignant for c in cases], dtype=bool)
-        p = np.array([c.p_malignant for c in cases], dtype=np.float64)
-        if ((p < 0) | (p > 1) | ~np.isfinite(p)).any():
-            raise ValueError("p_malignant must lie in [0, 1]")
-        timed = [timings[c.case_id] for c in cases if c.malignant and c.case_id in timings]
-        waits = [
-            t for t in timed if t.hours_to_first_reading is not None and t.hours_fcfs is not None
-        ]
-        return cls(
-            y=y,
-            p=p,
-            fifth=np.array([t.in_first_fifth for t in timed], dtype=bool),
-            wait_actual=np.array([t.hours_to_first_reading for t in waits], dtype=np.float64),
-            wait_fcfs=np.array([t.hours_fcfs for t in waits], dtype=np.float64),
-        )
+        return _Columns.read(cases, timings).sample()
 
     @property
     def called(self) -> np.ndarray:
@@ -563,23 +556,76 @@ class _Sample:
         return tuple(result)
 
 
+@dataclass(frozen=True)
+class _Columns:
+    """Every case's figures inputs as arrays, read once from the cases; a subgroup's sample is
+    then a boolean mask over them (:meth:`sample`) instead of a second pass over the objects.
+
+    ``fifth``, ``actual`` and ``fcfs`` are meaningful where ``timed`` (a cancer with a queue
+    position) and ``waited`` (a cancer with both waits) say so.
+    """
+
+    y: np.ndarray
+    p: np.ndarray
+    timed: np.ndarray
+    waited: np.ndarray
+    fifth: np.ndarray
+    actual: np.ndarray
+    fcfs: np.ndarray
+
+    @classmethod
+    def read(cls, cases: Sequence[LabelledCase], timings: Mapping[int, Timing]) -> _Columns:
+        y = np.array([c.malignant for c in cases], dtype=bool)
+        p = np.array([c.p_malignant for c in cases], dtype=np.float64)
+        if ((p < 0) | (p > 1) | ~np.isfinite(p)).any():
+            raise ValueError("p_malignant must lie in [0, 1]")
+        found = [timings.get(c.case_id) if c.malignant else None for c in cases]
+
+        def hours(value: float | None) -> float:
+            return math.nan if value is None else value
+
+        return cls(
+            y=y,
+            p=p,
+            timed=np.array([t is not None for t in found], dtype=bool),
+            waited=np.array(
+                [
+                    t is not None
+                    and t.hours_to_first_reading is not None
+                    and t.hours_fcfs is not None
+                    for t in found
+                ],
+                dtype=bool,
+            ),
+            fifth=np.array([t is not None and t.in_first_fifth for t in found], dtype=bool),
+            actual=np.array(
+                [math.nan if t is None else hours(t.hours_to_first_reading) for t in found],
+                dtype=np.float64,
+            ),
+            fcfs=np.array(
+                [math.nan if t is None else hours(t.hours_fcfs) for t in found],
+                dtype=np.float64,
+            ),
+        )
+
+    def sample(self, mask: np.ndarray | None = None) -> _Sample:
+        """The sample of the cases under ``mask`` (all of them without one)."""
+        keep = np.ones(self.y.shape, dtype=bool) if mask is None else mask
+        timed, waited = self.timed & keep, self.waited & keep
+        return _Sample(
+            y=self.y[keep],
+            p=self.p[keep],
+            fifth=self.fifth[timed],
+            wait_actual=self.actual[waited],
+            wait_fcfs=self.fcfs[waited],
+        )
+
+
 def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def real_world_figures(
-    cases: Sequence[LabelledCase],
-    timings: Mapping[int, Timing] | None = None,
-    *,
-    n_bootstrap: int = N_BOOTSTRAP,
-    seed: int = DEFAULT_SEED,
-) -> Figures:
-    """The figures of one version on ``cases`` (see the module docstring).
-
-    ``timings`` (from :func:`queue_timings`) feed the worklist figures; cancers without one
-    are left out of those. With ``n_bootstrap = 0`` there are no intervals.
-    """
-    sample = _Sample.build(cases, timings or {})
+def _figures(sample: _Sample, n_bootstrap: int, seed: int) -> Figures:
     point = sample.point()
     rng = np.random.default_rng(seed)
     draws = sample.resamples(rng, n_bootstrap, point) if n_bootstrap and sample.y.size else {}
@@ -603,6 +649,21 @@ def real_world_figures(
     )
 
 
+def real_world_figures(
+    cases: Sequence[LabelledCase],
+    timings: Mapping[int, Timing] | None = None,
+    *,
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = DEFAULT_SEED,
+) -> Figures:
+    """The figures of one version on ``cases`` (see the module docstring).
+
+    ``timings`` (from :func:`queue_timings`) feed the worklist figures; cancers without one
+    are left out of those. With ``n_bootstrap = 0`` there are no intervals.
+    """
+    return _figures(_Sample.build(cases, timings or {}), n_bootstrap, seed)
+
+
 def real_world(
     cases: Sequence[LabelledCase],
     timings: Mapping[int, Timing] | None = None,
@@ -612,17 +673,21 @@ def real_world(
     n_bootstrap_subgroup: int = N_BOOTSTRAP_SUBGROUP,
     seed: int = DEFAULT_SEED,
 ) -> RealWorld:
-    """:func:`real_world_figures` on every case, then on each subgroup of each dimension (cases
-    without a value for a dimension fall in ``unknown``), values in alphabetical order."""
+    """:func:`real_world_figures` on every case (``n_bootstrap`` resamples), then on each subgroup
+    of each dimension (``n_bootstrap_subgroup``; cases without a value for a dimension fall in
+    ``unknown``), values in alphabetical order.
+
+    The cases are read into arrays once; a subgroup is a mask over them.
+    """
+    columns = _Columns.read(cases, timings or {})
     subgroups: list[Subgroup] = []
     for dimension in dimensions:
-        groups: dict[str, list[LabelledCase]] = {}
-        for case in cases:
-            groups.setdefault(case.groups.get(dimension) or UNKNOWN, []).append(case)
-        for value in sorted(groups):
-            figures = real_world_figures(groups[value], timings, n_bootstrap=n_bootstrap, seed=seed)
+        values = np.array([case.groups.get(dimension) or UNKNOWN for case in cases], dtype=object)
+        for value in sorted(set(values.tolist())):
+            sample = columns.sample(values == value)
+            figures = _figures(sample, n_bootstrap_subgroup, seed)
             subgroups.append(Subgroup(dimension, value, figures))
-    overall = real_world_figures(cases, timings, n_bootstrap=n_bootstrap, seed=seed)
+    overall = _figures(columns.sample(), n_bootstrap, seed)
     return RealWorld(OPERATING_POINT, overall, tuple(subgroups))
 
 

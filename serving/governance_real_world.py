@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pipeline.diagnosis import is_malignant
-from pipeline.priority import CaseFacts, ScoringState
+from pipeline.priority import CaseFacts, RedFlags, ScoringState
 from pipeline.real_world import (
     LabelledCase,
     QueueEntry,
@@ -52,6 +52,8 @@ from serving.db.models import (
     Score,
 )
 from serving.outcomes import reference_diagnoses
+from training.governance import version_dossier
+from training.registry import CHALLENGER, CHAMPION, RegistryError, alias_version, open_client
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +74,17 @@ class RealWorldReport:
     sources: Mapping[str, int]
     challenger: str | None = None
     challenger_figures: Any = None  # pipeline.real_world.Figures
+    #: When the figures were computed, and whether newer data is being computed meanwhile
+    #: (the page answers from the stored result instead of making the reader wait).
+    computed_at: datetime | None = None
+    refreshing: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "version": self.version,
             "model_version": self.label,
+            "computed_at": None if self.computed_at is None else self.computed_at.isoformat(),
+            "refreshing": self.refreshing,
             **self.figures.to_dict(),
             "reference_sources": dict(self.sources),
             "registered": dict(self.registered),
@@ -97,23 +105,34 @@ class _CaseRow:
     questionnaire: dict[str, Any]
     kinds: set[str] = dataclasses.field(default_factory=set)
     quality_ok: bool = True
+    flags: RedFlags = dataclasses.field(default_factory=RedFlags)
+
+
+_CASES, _PHOTOS, _SCORES = Case.__table__.c, Photo.__table__.c, Score.__table__.c
 
 
 def _case_rows(session: Session) -> dict[int, _CaseRow]:
-    rows = session.execute(
+    """Every case's queue facts and subgroups, and its photos' kind and quality: two Core
+    queries (plain rows, no ORM objects), red flags read once per case."""
+    connection = session.connection()
+    rows = connection.execute(
         select(
-            Case.id,
-            Case.centre,
-            Case.submitted_at,
-            Case.first_read_at,
-            Case.status,
-            Case.scoring_state,
-            Case.questionnaire,
+            _CASES.id,
+            _CASES.centre,
+            _CASES.submitted_at,
+            _CASES.first_read_at,
+            _CASES.status,
+            _CASES.scoring_state,
+            _CASES.questionnaire,
         )
     )
-    cases = {row[0]: _CaseRow(*row[1:]) for row in rows}
-    for case_id, kind, acceptable in session.execute(
-        select(Photo.case_id, Photo.kind, Photo.quality_acceptable)
+    cases = {}
+    for case_id, *columns in rows:
+        case = _CaseRow(*columns)
+        case.flags = red_flags(case.questionnaire or {})
+        cases[case_id] = case
+    for case_id, kind, acceptable in connection.execute(
+        select(_PHOTOS.case_id, _PHOTOS.kind, _PHOTOS.quality_acceptable)
     ):
         case = cases.get(case_id)
         if case is not None:
@@ -131,15 +150,15 @@ def _worklist_scores(session: Session) -> dict[int, tuple[float | None, float | 
     """Per case, what the worklist reads (its current champion scores): riskiest applicable
     photo's (p, uncertainty), any out-of-distribution flag, the first not-applicable reason."""
     found: dict[int, list[tuple[float | None, float | None, int, bool, str | None]]] = {}
-    rows = session.execute(
+    rows = session.connection().execute(
         select(
-            Score.case_id,
-            Score.p_malignant,
-            Score.uncertainty,
-            Score.photo_position,
-            Score.ood,
-            Score.domain_reason,
-        ).where(Score.superseded.is_(False), Score.role != SCORE_ROLE_SHADOW)
+            _SCORES.case_id,
+            _SCORES.p_malignant,
+            _SCORES.uncertainty,
+            _SCORES.photo_position,
+            _SCORES.ood,
+            _SCORES.domain_reason,
+        ).where(_SCORES.superseded.is_(False), _SCORES.role != SCORE_ROLE_SHADOW)
     )
     for case_id, p, u, position, ood, reason in rows:
         found.setdefault(case_id, []).append((p, u, position, bool(ood), reason))
@@ -157,33 +176,43 @@ def _worklist_scores(session: Session) -> dict[int, tuple[float | None, float | 
 
 def _version_scores(session: Session, label: str) -> dict[int, tuple[float, float, str]]:
     """Per case, the version's case score from its latest run (champion role preferred):
-    ``(p_malignant, uncertainty, role)``; cases it gave no score are absent."""
-    runs: dict[tuple[int, str], tuple[datetime, list[tuple[float, float, int]]]] = {}
-    rows = session.execute(
+    ``(p_malignant, uncertainty, role)``; cases it gave no score are absent.
+
+    The latest run of each (case, role) is found by the database (a grouped subquery joined
+    back), so only that run's rows travel and no timestamp is parsed in Python.
+    """
+    latest = (
         select(
-            Score.case_id,
-            Score.role,
-            Score.created_at,
-            Score.p_malignant,
-            Score.uncertainty,
-            Score.photo_position,
-        ).where(Score.model_version == label)
+            _SCORES.case_id,
+            _SCORES.role,
+            func.max(_SCORES.created_at).label("at"),
+        )
+        .where(_SCORES.model_version == label)
+        .group_by(_SCORES.case_id, _SCORES.role)
+        .subquery()
     )
-    for case_id, role, at, p, u, position in rows:
-        key = (case_id, role or SCORE_ROLE_CHAMPION)
-        seen = runs.get(key)
-        if seen is None or at > seen[0]:
-            runs[key] = (at, [])
-            seen = runs[key]
-        if at == seen[0] and p is not None:
-            seen[1].append((float(p), float(u or 0.0), position))
+    rows = session.connection().execute(
+        select(
+            _SCORES.case_id, _SCORES.role, _SCORES.p_malignant, _SCORES.uncertainty,
+            _SCORES.photo_position,
+        ).join(
+            latest,
+            (latest.c.case_id == _SCORES.case_id)
+            & (latest.c.role == _SCORES.role)
+            & (latest.c.at == _SCORES.created_at),
+        ).where(_SCORES.model_version == label, _SCORES.p_malignant.is_not(None))
+    )  # fmt: skip
+    runs: dict[tuple[int, str], tuple[float, float, int]] = {}
+    for case_id, role, p, u, position in rows:
+        key = (case_id, role)
+        best = runs.get(key)
+        if best is None or (p, -position) > (best[0], -best[2]):
+            runs[key] = (float(p), float(u or 0.0), position)
     result: dict[int, tuple[float, float, str]] = {}
-    for (case_id, role), (_, scores) in sorted(
+    for (case_id, role), (p, u, _) in sorted(
         runs.items(), key=lambda item: item[0][1] == SCORE_ROLE_CHAMPION
     ):
-        if scores:
-            p, u, _ = max(scores, key=lambda s: (s[0], -s[2]))
-            result[case_id] = (p, u, role)  # champion rows sort last and win
+        result[case_id] = (p, u, role)  # champion rows sort last and win
     return result
 
 
@@ -200,23 +229,49 @@ def _fingerprint(session: Session) -> tuple[Any, ...]:
     )
 
 
-class _Cache:
+class _Store:
+    """The latest report of each (database, version, challenger, registered figures), with the
+    fingerprint of the data it was computed from, and the refreshes running in the background."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: dict[tuple[Any, ...], RealWorldReport] = {}
+        self._items: dict[tuple[Any, ...], tuple[tuple[Any, ...], RealWorldReport]] = {}
+        self._running: dict[tuple[Any, ...], threading.Thread] = {}
 
-    def get(self, key: tuple[Any, ...]) -> RealWorldReport | None:
+    def get(self, key: tuple[Any, ...]) -> tuple[tuple[Any, ...], RealWorldReport] | None:
         with self._lock:
             return self._items.get(key)
 
-    def put(self, key: tuple[Any, ...], value: RealWorldReport) -> None:
+    def put(
+        self, key: tuple[Any, ...], fingerprint: tuple[Any, ...], value: RealWorldReport
+    ) -> None:
         with self._lock:
-            if len(self._items) > 32:
+            if key not in self._items and len(self._items) > 32:
                 self._items.clear()
-            self._items[key] = value
+            self._items[key] = (fingerprint, value)
+
+    def start(self, key: tuple[Any, ...], thread: threading.Thread) -> None:
+        """Run ``thread`` as the refresh of ``key``, unless one is already running."""
+        with self._lock:
+            if key in self._running:
+                return
+            self._running[key] = thread
+        thread.start()
+
+    def done(self, key: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._running.pop(key, None)
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the refreshes running now; False if one is still running after ``timeout``."""
+        with self._lock:
+            threads = list(self._running.values())
+        for thread in threads:
+            thread.join(timeout)
+        return not any(thread.is_alive() for thread in threads)
 
 
-_cache = _Cache()
+_store = _Store()
 
 
 def _labelled(
@@ -266,7 +321,7 @@ def _queue(
             p_malignant=p,
             uncertainty=u,
             quality_ok=case.quality_ok,
-            red_flags=red_flags(case.questionnaire or {}),
+            red_flags=case.flags,
             first_read_at=case.first_read_at,
             ai_not_applicable=reason or None,
             ood=ood,
@@ -284,14 +339,73 @@ def version_real_world(
     now: datetime,
     deadline_hours: float,
     challenger: str | None = None,
+    stale_ok: bool = False,
 ) -> RealWorldReport:
-    """The real-world figures of ``version`` (and of ``challenger`` on the same cases)."""
+    """The real-world figures of ``version`` (and of ``challenger`` on the same cases).
+
+    A stored result computed from the same data (same fingerprint) is returned at once. When the
+    data has changed since, ``stale_ok`` (the pages and the API) returns the stored result marked
+    ``refreshing`` and recomputes it in a background thread, so no reader waits for the
+    computation; without it (the ``governance check`` command, the tests) the figures are
+    computed now. ``now`` is the moment the figures are computed at (``computed_at``).
+    """
     label = f"{model_name}/{version}"
-    database = str(session.get_bind().url)
-    key = (database, label, challenger, tuple(sorted(registered.items())), _fingerprint(session))
-    cached = _cache.get(key)
-    if cached is not None:
-        return cached
+    engine = session.get_bind()
+    key = (str(engine.url), label, challenger, tuple(sorted(registered.items())))
+    fingerprint = _fingerprint(session)
+    stored = _store.get(key)
+    if stored is not None and stored[0] == fingerprint:
+        return stored[1]
+    if stored is not None and stale_ok:
+        args = (model_name, version, registered, now, deadline_hours, challenger)
+        _store.start(
+            key,
+            threading.Thread(
+                target=_refresh, args=(engine, key, args), name="real-world", daemon=True
+            ),
+        )
+        return dataclasses.replace(stored[1], refreshing=True)
+    report = _compute(
+        session, model_name, version, registered, now=now, deadline_hours=deadline_hours,
+        challenger=challenger,
+    )  # fmt: skip
+    _store.put(key, fingerprint, report)
+    return report
+
+
+def wait_for_refreshes(timeout: float = 60.0) -> bool:
+    """Wait for the background recomputations running now (tests, the service's shutdown)."""
+    return _store.join(timeout)
+
+
+def _refresh(engine: Any, key: tuple[Any, ...], args: tuple[Any, ...]) -> None:
+    """Recompute one stored result in the background (its own session)."""
+    model_name, version, registered, now, deadline_hours, challenger = args
+    try:
+        with Session(engine) as session:
+            fingerprint = _fingerprint(session)
+            report = _compute(
+                session, model_name, version, registered, now=now,
+                deadline_hours=deadline_hours, challenger=challenger,
+            )  # fmt: skip
+        _store.put(key, fingerprint, report)
+    except Exception:  # a failed refresh keeps the stored result; the next look retries
+        logger.exception("recomputing the real-world figures of %s failed", key[1])
+    finally:
+        _store.done(key)
+
+
+def _compute(
+    session: Session,
+    model_name: str,
+    version: str,
+    registered: Mapping[str, float],
+    *,
+    now: datetime,
+    deadline_hours: float,
+    challenger: str | None,
+) -> RealWorldReport:
+    label = f"{model_name}/{version}"
     cases = _case_rows(session)
     worklist = _worklist_scores(session)
     scores = _version_scores(session, label)
@@ -342,8 +456,8 @@ def version_real_world(
         sources=sources,
         challenger=challenger if challenger_figures is not None else None,
         challenger_figures=challenger_figures,
+        computed_at=now,
     )
-    _cache.put(key, report)
     return report
 
 
@@ -378,3 +492,33 @@ def record_alert(session: Session, actor: Any, report: RealWorldReport, *, at: d
         details["registered"],
     )
     return True
+
+
+def in_service_reports(
+    settings: Any, session: Session, *, now: datetime, stale_ok: bool = False
+) -> list[RealWorldReport]:
+    """The real-world report of each version in service: the champion (with the challenger on
+    the same cases) and the challenger in shadow mode. None when the registry is unreachable
+    or names no such version (a fresh installation)."""
+    name = settings.registered_model_name
+    try:
+        client = open_client(settings.tracking_uri)
+        champion = alias_version(client, name, CHAMPION)
+        challenger = alias_version(client, name, CHALLENGER)
+        versions = [v for v in dict.fromkeys((champion, challenger)) if v is not None]
+        dossiers = {v: version_dossier(client, name, v) for v in versions}
+    except RegistryError:
+        return []
+    return [
+        version_real_world(
+            session,
+            name,
+            version,
+            registered=dossiers[version].metrics,
+            now=now,
+            deadline_hours=settings.review_deadline_hours,
+            challenger=challenger if version == champion else None,
+            stale_ok=stale_ok,
+        )
+        for version in versions
+    ]

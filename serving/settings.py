@@ -66,6 +66,16 @@ class Settings(BaseSettings):
     orphan_grace_seconds: float = Field(
         default=3600.0, ge=0, description="start-up sweep: age of an unreferenced file it removes"
     )
+    # Scaling out (docs/deployment.md): `dermtriage worker` processes, `serve --no-worker`.
+    scoring_drain_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        description="On SIGTERM a worker finishes the case in hand for at most this long, then "
+        "releases its lease (keep it under the orchestrator's grace period, 30 s by default).",
+    )
+    shadow_scoring: bool = Field(
+        default=True, description="Workers also score with the registry's challenger, if any."
+    )
     shipped_model_dir: Path = PROJECT_ROOT / "models" / "shipped"
     inference_batch_size: int = Field(default=32, gt=0)
     inference_max_wait_ms: float = Field(default=10.0, ge=0)
@@ -99,6 +109,13 @@ class Settings(BaseSettings):
         default=True, description="Score queued cases in a background thread of the service."
     )
     scoring_poll_seconds: float = Field(default=2.0, gt=0)
+    real_world_refresh_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How often the service checks whether the in-service versions' real-world "
+        "figures need recomputing (docs/governance.md); computed once at start. 0: never in the "
+        "background, the pages compute on their first look.",
+    )
     worklist_page_size: int = Field(default=20, gt=0, le=200)
     # Access (docs/access.md): sessions, API tokens, cookie flags, sign-in rate limit.
     session_hours: float = Field(default=12.0, gt=0, description="browser session lifetime")

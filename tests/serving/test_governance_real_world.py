@@ -25,7 +25,12 @@ from sqlalchemy import func, select
 
 from serving.db import Case, Database
 from serving.db.models import AuditEvent, Outcome, Photo, Report, Score
-from serving.governance_real_world import ALERT_ACTION, record_alert, version_real_world
+from serving.governance_real_world import (
+    ALERT_ACTION,
+    record_alert,
+    version_real_world,
+    wait_for_refreshes,
+)
 from serving.users import find_user
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
@@ -183,3 +188,26 @@ def test_a_weak_live_sensitivity_raises_an_alert_audited_once(database):
         assert len(events) == 1 and events[0].model_version == f"{MODEL}/1"
         assert events[0].details["n_malignant"] == 14
         assert session.scalar(select(func.count()).select_from(Outcome)) == 15
+
+
+def test_a_page_after_new_data_reads_the_stored_figures_while_they_are_recomputed(database):
+    """The pages never wait for the computation: after an outcome they get the figures stored
+    before it, marked as being recomputed, and the recomputed ones once ready."""
+    seed_fixture(database)
+    first = report(database, stale_ok=True)
+    assert first.computed_at == NOW and not first.refreshing
+    assert report(database, stale_ok=True) is first  # same data: the stored result itself
+    with database.session() as session:
+        case_id = session.scalar(select(Case.id).where(Case.patient_pseudonym == "RW-D"))
+        session.add(
+            Outcome(
+                case_id=case_id, diagnosis_code="melanoma", source="histology",
+                outcome_date=date(2026, 3, 18), recorded_by_id=READER.id,
+                recorded_by_name=READER.name, recorded_at=NOW,
+            )
+        )  # fmt: skip
+    stale = report(database, stale_ok=True)
+    assert stale.refreshing and stale.figures.overall.n_malignant == 2
+    assert wait_for_refreshes(timeout=60)
+    fresh = report(database, stale_ok=True)
+    assert not fresh.refreshing and fresh.figures.overall.n_malignant == 3
