@@ -96,8 +96,18 @@ def prepare_installation(settings: Settings) -> None:
 class ServerProcess:
     """The service in its own process, on a loopback port; ``kill`` is a real SIGKILL."""
 
-    def __init__(self, settings: Settings, *, port: int, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        port: int,
+        extra_env: dict[str, str] | None = None,
+        argv: Sequence[str] | None = None,
+    ):
+        """``argv``: the command to run instead of plain uvicorn, e.g. ``dermtriage serve
+        --no-worker`` (it must listen on ``DERMTRIAGE_HOST``/``DERMTRIAGE_PORT``)."""
         self.settings = settings
+        self.argv = list(argv) if argv is not None else None
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self.extra_env = extra_env or {}
@@ -124,6 +134,8 @@ class ServerProcess:
             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
             "--timeout-keep-alive", "30",
         ]  # fmt: skip
+        if self.argv is not None:
+            command = self.argv
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             command, cwd=PROJECT_ROOT, env=self.environment(), stdout=log, stderr=log

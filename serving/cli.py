@@ -15,6 +15,7 @@ from collections.abc import Sequence
 COMMAND_MODULES = (
     "serving.commands.quality",
     "serving.commands.serve",
+    "serving.commands.worker",
     "serving.commands.train",
     "serving.commands.sources",
     "serving.commands.blur_model",

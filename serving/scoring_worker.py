@@ -22,18 +22,31 @@ claimed again. After ``max_attempts`` attempts (failures and crashes alike) the 
 ``failed``, flagged for a human with the reason, and is no longer retried. The model is loaded
 lazily on first need, and loading is retried on the same schedule when it fails.
 
-The structure, for whoever extends it (shadow scoring by a challenger, say): :meth:`run_once`
-finds due cases and claims them; :meth:`score_case` computes; :meth:`_record_success` /
-:meth:`_record_failure` write; nothing else touches the queue columns.
+Several workers, in this process or others on other machines (``dermtriage worker``,
+docs/deployment.md), share the queue. :meth:`claim_next` takes the oldest due case: on PostgreSQL
+with ``SELECT ... FOR UPDATE SKIP LOCKED`` (workers skip each other's rows instead of queueing on
+them), on SQLite with the compare-and-set of :meth:`claim`. The claim's time
+(``scoring_claimed_at``) is the holder's token: while it scores, the worker renews its lease every
+third of ``lease_seconds`` (a long score is not taken over), and it writes a result only if the
+token is still its own, so a worker that lost its lease never adds a second set of scores. On a
+graceful stop (:meth:`stop`) the case in hand is finished; past the drain time its lease is
+released (the attempt not counted) and another worker takes it at once.
+
+The structure, for whoever extends it: :meth:`run_once` claims due cases one at a time;
+:meth:`_score` computes; :meth:`_record_success` / :meth:`_record_failure` write; the lease
+methods (:meth:`renew_lease`, :meth:`release_held`) keep the holder's claim; nothing else touches
+the queue columns. After a pass that found no champion work, the optional ``shadow`` pass runs
+(:mod:`serving.shadow_scoring`), in the same thread.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -119,6 +132,7 @@ def saliency_overlay(image: Image.Image, saliency: np.ndarray, side: int = OVERL
 class _Job:
     case_id: int
     photos: list[tuple[int, int, str]]  # (photo id, position, sha256)
+    claimed_at: datetime | None  # the holder's token: the claim's time, as stored
 
 
 class ScoringWorker:
@@ -135,8 +149,11 @@ class ScoringWorker:
         lease_seconds: float = DEFAULT_LEASE_S,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         load_modality_check: Callable[[], ChecksModality] | None = None,
+        shadow: Callable[[], int] | None = None,
     ) -> None:
         self.database = database
+        self._shadow = shadow
+        self._held: tuple[int, datetime] | None = None  # (case id, claim token) being scored
         self._load_modality_check = load_modality_check or default_modality_check
         self._modality_check: ChecksModality | None = None
         self.lease = timedelta(seconds=lease_seconds)
@@ -163,11 +180,30 @@ class ScoringWorker:
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the case in hand; if it is not done within ``timeout`` seconds, release its
+        lease so another worker takes it now rather than when the lease runs out."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+            if self._thread.is_alive() and self.release_held():
+                logger.warning("stopped before the case in hand was scored: its lease is released")
             self._thread = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def running(self) -> bool:
+        """Whether the scoring thread runs in this process (not in a ``--no-worker`` replica)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def model_state(self) -> tuple[str | None, str | None]:
+        """(version of the loaded model, last load error while a retry waits), for readiness."""
+        version = self._predictor.version if self._predictor is not None else None
+        waiting = self._predictor_retry_at is not None and self.clock() < self._predictor_retry_at
+        return version, (self._predictor_error if version is None and waiting else None)
 
     def wake(self) -> None:
         """Tell the worker a case was queued, so it does not wait for its next poll."""
@@ -180,6 +216,11 @@ class ScoringWorker:
             except Exception:  # keep the thread alive whatever happens; the case stays queued
                 logger.exception("scoring pass failed")
                 done = 0
+            if done == 0 and self._shadow is not None and not self._stop.is_set():
+                try:  # the challenger only gets the time the champion does not need
+                    self._shadow()
+                except Exception:
+                    logger.exception("shadow scoring pass failed")
             if done == 0:
                 self._wake.wait(self.poll_seconds)
                 self._wake.clear()
@@ -235,6 +276,13 @@ class ScoringWorker:
             )
             return list(session.scalars(query))
 
+    def _claim_values(self, now: datetime) -> dict[str, Any]:
+        return {
+            "scoring_claimed_at": now,
+            "scoring_lease_until": now + self.lease,
+            "scoring_attempts": Case.scoring_attempts + 1,
+        }
+
     def claim(self, case_id: int) -> bool:
         """Take the lease on a due case and count the attempt; ``False`` if someone else holds it
         or it is not due. One conditional ``UPDATE``, so two workers cannot both win."""
@@ -243,14 +291,115 @@ class ScoringWorker:
             result = session.execute(
                 update(Case)
                 .where(Case.id == case_id, self._claimable(now))
-                .values(
-                    scoring_claimed_at=now,
-                    scoring_lease_until=now + self.lease,
-                    scoring_attempts=Case.scoring_attempts + 1,
-                )
+                .values(**self._claim_values(now))
                 .execution_options(synchronize_session=False)
             )
             return bool(getattr(result, "rowcount", 0) == 1)
+
+    def claim_next(self) -> int | None:
+        """Claim the oldest due case nobody holds; ``None`` when there is none.
+
+        PostgreSQL: ``FOR UPDATE SKIP LOCKED`` picks a row no other worker is claiming at this
+        instant, so N workers claim N different cases without waiting on each other. SQLite has no
+        row locks: the due cases are read, then claimed one by one with :meth:`claim`'s
+        compare-and-set until one is won (a lost one was won by another worker)."""
+        if self.database.engine.dialect.name == "postgresql":
+            now = self.clock()
+            with self.database.session() as session:
+                case_id = session.scalar(
+                    select(Case.id)
+                    .where(self._claimable(now))
+                    .order_by(Case.submitted_at, Case.id)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+                if case_id is None:
+                    return None
+                session.execute(
+                    update(Case)
+                    .where(Case.id == case_id)
+                    .values(**self._claim_values(now))
+                    .execution_options(synchronize_session=False)
+                )
+                return int(case_id)
+        while ids := self.due_case_ids(limit=8):
+            for case_id in ids:
+                if self.claim(case_id):
+                    return case_id
+        return None
+
+    def renew_lease(self, case_id: int, token: datetime) -> bool:
+        """Push the lease of a case this worker holds ``lease_seconds`` ahead; ``False`` when the
+        claim is no longer ours (scored, released, or taken over after the lease ran out)."""
+        with self.database.session() as session:
+            result = session.execute(
+                update(Case)
+                .where(
+                    Case.id == case_id,
+                    Case.scoring_claimed_at == token,
+                    Case.scoring_state != ScoringState.done.value,
+                )
+                .values(scoring_lease_until=self.clock() + self.lease)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(getattr(result, "rowcount", 0) == 1)
+
+    def release_held(self) -> bool:
+        """Give back the case being scored, unscored (a graceful stop that could not wait): the
+        lease is cleared and the attempt not counted, so the next worker claims it at once and
+        the result this worker may still compute is never written (the token is gone)."""
+        held = self._held
+        if held is None:
+            return False
+        case_id, token = held
+        with self.database.session() as session:
+            result = session.execute(
+                update(Case)
+                .where(
+                    Case.id == case_id,
+                    Case.scoring_claimed_at == token,
+                    Case.scoring_state != ScoringState.done.value,
+                )
+                .values(
+                    scoring_claimed_at=None,
+                    scoring_lease_until=None,
+                    scoring_attempts=Case.scoring_attempts - 1,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            released = bool(getattr(result, "rowcount", 0) == 1)
+        if released:
+            logger.info("case %s released unscored", case_id)
+        return released
+
+    @contextlib.contextmanager
+    def _keeping_lease(self, job: _Job) -> Iterator[None]:
+        """Renew the lease on ``job`` every third of its length while the block runs."""
+        if job.claimed_at is None:
+            yield
+            return
+        token = job.claimed_at
+        finished = threading.Event()
+        interval = max(0.05, self.lease.total_seconds() / 3)
+
+        def renew() -> None:
+            while not finished.wait(interval):
+                try:
+                    if not self.renew_lease(job.case_id, token):
+                        logger.warning("case %s: the lease is no longer ours", job.case_id)
+                        return
+                except Exception:  # the database is away: try again next time
+                    logger.warning("case %s: could not renew the lease", job.case_id)
+
+        keeper = threading.Thread(target=renew, name=f"lease-{job.case_id}", daemon=True)
+        self._held = (job.case_id, token)
+        keeper.start()
+        try:
+            yield
+        finally:
+            finished.set()
+            keeper.join()
+            self._held = None
 
     def abandon_crashed(self) -> int:
         """Give up on cases whose last allowed attempt never finished (the worker died each
@@ -288,28 +437,27 @@ class ScoringWorker:
             return len(stuck)
 
     def run_once(self) -> int:
-        """Score every due case once; returns how many were attempted."""
+        """Claim and score due cases one at a time until none is left or a stop is asked;
+        returns how many were attempted."""
         with self._lock:
             self.abandon_crashed()
-            ids = self.due_case_ids()
             attempted = 0
-            for case_id in ids:
-                attempted += self._score_claimed(case_id)
+            while not self._stop.is_set():
+                case_id = self.claim_next()
+                if case_id is None:
+                    break
+                logger.info("case %s claimed", case_id)  # which worker holds it: its log says
+                self._score(case_id)
+                attempted += 1
             return attempted
-
-    def _score_claimed(self, case_id: int) -> bool:
-        """Claim then score one case; ``False`` when another worker claimed it first."""
-        if not self.claim(case_id):
-            return False
-        self._score(case_id)
-        return True
 
     def _job(self, case_id: int) -> _Job | None:
         with self.database.session() as session:
             case = session.get(Case, case_id)
             if case is None or case.scoring_state == ScoringState.done:
                 return None
-            return _Job(case_id, [(p.id, p.position, p.sha256) for p in case.photos])
+            photos = [(p.id, p.position, p.sha256) for p in case.photos]
+            return _Job(case_id, photos, case.scoring_claimed_at)
 
     def score_case(self, case_id: int) -> bool:
         """Claim and score one case now; ``True`` on success. Any failure is recorded on the
@@ -321,6 +469,10 @@ class ScoringWorker:
         job = self._job(case_id)
         if job is None:
             return False
+        with self._keeping_lease(job):
+            return self._score_job(job)
+
+    def _score_job(self, job: _Job) -> bool:
         try:
             predictor = self.predictor()
             images = []
@@ -339,10 +491,24 @@ class ScoringWorker:
                 for image, outcome in zip(images, outcomes, strict=True)
             ]
         except Exception as exc:
-            self._record_failure(case_id, f"{type(exc).__name__}: {exc}")
+            self._record_failure(job, f"{type(exc).__name__}: {exc}")
             return False
-        self._record_success(job, outcomes, overlays, predictor.version)
-        return True
+        return self._record_success(job, outcomes, overlays, predictor.version)
+
+    def _still_ours(self, session: Any, job: _Job) -> bool:
+        """Whether this worker's claim on ``job`` stands; the first write of a result, so it also
+        takes the row (PostgreSQL) or the database (SQLite) for the rest of the transaction."""
+        result = session.execute(
+            update(Case)
+            .where(
+                Case.id == job.case_id,
+                Case.scoring_claimed_at == job.claimed_at,
+                Case.scoring_state != ScoringState.done.value,
+            )
+            .values(scoring_lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0) == 1)
 
     def _record_success(
         self,
@@ -350,13 +516,17 @@ class ScoringWorker:
         outcomes: Sequence[PhotoOutcome],
         overlays: Sequence[str | None],
         model_version: str,
-    ) -> None:
-        """Store one row per photo (a score, or why there is none) and move the case on."""
+    ) -> bool:
+        """Store one row per photo (a score, or why there is none) and move the case on; nothing
+        (``False``) when the claim is no longer this worker's: someone else scores it."""
         now = self.clock()
         with self.database.session() as session:
+            if not self._still_ours(session, job):
+                logger.warning("case %s: lost its lease while scoring, result dropped", job.case_id)
+                return False
             case = session.get(Case, job.case_id)
             if case is None or case.scoring_state == ScoringState.done:
-                return
+                return False
             for old in case.scores:
                 old.superseded = True
             for (photo_id, position, _), outcome, overlay in zip(
@@ -426,10 +596,14 @@ class ScoringWorker:
                 details=audit.change_details(before.value, after.value, detail),
             )  # fmt: skip
         logger.info("case %s scored by %s", job.case_id, detail["model_version"])
+        return True
 
-    def _record_failure(self, case_id: int, error: str) -> None:
+    def _record_failure(self, job: _Job, error: str) -> None:
         now = self.clock()
+        case_id = job.case_id
         with self.database.session() as session:
+            if not self._still_ours(session, job):
+                return  # released or taken over: the holder now records its own outcome
             case = session.get(Case, case_id)
             if case is None:
                 return

@@ -11,7 +11,10 @@ shadow ones included, are superseded and the challenger scores it again.
 The alias is the switch: no challenger, no shadow work. It is re-read every ``check_seconds``, so
 setting, moving or clearing it needs no restart. Shadow scoring runs after the champion's pass in
 the same worker thread and never blocks or fails a case: a photo the challenger cannot score is
-logged and skipped (until the challenger changes).
+logged and skipped (until the challenger changes). Every scoring worker runs it, the embedded one
+and each ``dermtriage worker``: shadow work takes no lease, so two workers may compute the same
+case, but only the first writes it (the write re-checks, holding the case row, that no current
+shadow score by that version exists), so each photo gets one shadow score per version.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from sqlalchemy import and_, exists, select
@@ -85,6 +90,8 @@ def default_challenger_source(
     """The registry's ``challenger`` alias of ``model_name``, loaded as a plain Predictor."""
 
     def resolve() -> str | None:
+        if _missing_local_store(tracking_uri):  # nothing registered, and nothing to create
+            return None
         from training.registry import CHALLENGER, RegistryError, alias_version, open_client
 
         try:
@@ -98,6 +105,13 @@ def default_challenger_source(
         return Predictor.load(f"models:/{model_name}/{version}", tracking_uri=tracking_uri)
 
     return ChallengerSource(resolve, load, check_seconds=check_seconds)
+
+
+def _missing_local_store(tracking_uri: str) -> bool:
+    """Whether ``tracking_uri`` is a local SQLite store that does not exist yet: asking it would
+    create an empty one (slow), and it can name no challenger."""
+    prefix = "sqlite:///"
+    return tracking_uri.startswith(prefix) and not Path(tracking_uri[len(prefix) :]).exists()
 
 
 class ShadowScorer:
@@ -139,6 +153,17 @@ class ShadowScorer:
             ids = [cid for cid in session.scalars(query) if (cid, version) not in self._skipped]
         return ids[: self.cases_per_pass]
 
+    @staticmethod
+    def _shadowed(session: Any, case_id: int, version: str) -> bool:
+        """Whether ``case_id`` already has a current shadow score by ``version``."""
+        query = select(Score.id).where(
+            Score.case_id == case_id,
+            Score.model_version == version,
+            Score.role == SCORE_ROLE_SHADOW,
+            Score.superseded.is_(False),
+        )
+        return session.scalar(query.limit(1)) is not None
+
     def run_once(self) -> int:
         """Shadow-score the due cases; returns how many were scored (0 without a challenger)."""
         predictor = self.challenger()
@@ -178,8 +203,10 @@ class ShadowScorer:
             return False
         now = self.clock()
         with self.database.session() as session:
-            case = session.get(Case, case_id)
-            if case is None:
+            # Held until the commit (PostgreSQL; SQLite writes one at a time): of two workers
+            # shadowing the case at once, the second finds the first one's scores and stops.
+            case = session.get(Case, case_id, with_for_update=True)
+            if case is None or self._shadowed(session, case_id, version):
                 return False
             for old in case.scores:
                 if old.role == SCORE_ROLE_SHADOW and old.model_version == version:

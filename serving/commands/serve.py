@@ -23,6 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--no-demo", action="store_true", help="do not seed the demo cases and demo accounts"
     )
+    parser.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="a web replica: no scoring thread (run `dermtriage worker` processes beside it)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -97,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     host, port = args.host or settings.host, args.port or settings.port
     # The app sees where it really listens: the session cookie's Secure default depends on it.
     settings = settings.model_copy(update={"host": host, "port": port})
+    if args.no_worker:
+        settings = settings.model_copy(update={"scoring_worker": False})
     logger.info("DermTriage at http://%s:%d", host, port)
     if not args.no_demo:
         for line in demo_banner():
