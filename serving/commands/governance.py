@@ -6,7 +6,10 @@ run has none; run it once per version, for example right after registering or pr
 ``reference --shipped`` writes ``models/shipped/reference.json``, the reference a fresh
 installation uses for the shipped model until one is stored in MLflow.
 ``report VERSION --out FILE`` writes the version's audit report PDF without the service.
-Exit codes: 0 done, 2 the request could not be carried out.
+``check`` computes the real-world figures of each version in service (champion, challenger) and
+prints one line per alert: its live sensitivity interval lies below its registered figure.
+Exit codes: 0 done (``check``: no alert), 2 the request could not be carried out, 3 (``check``)
+at least one alert, for a scheduler or monitoring to act on.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from serving.settings import get_settings
 logger = logging.getLogger(__name__)
 
 EXIT_ERROR = 2
+EXIT_ALERT = 3
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("version")
     report.add_argument("--out", type=Path, required=True)
     report.set_defaults(func=run_report)
+
+    check = actions.add_parser(
+        "check", help="alert when an in-service version's live sensitivity falls below its own"
+    )
+    check.set_defaults(func=run_check)
 
 
 def run_reference(args: argparse.Namespace) -> int:
@@ -113,3 +122,34 @@ def run_report(args: argparse.Namespace) -> int:
     args.out.write_bytes(pdf)
     print(f"wrote {args.out} ({len(pdf)} bytes)")
     return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """One line per in-service version (its live sensitivity), one ``ALERT`` line per alert."""
+    from serving.db.session import Database
+    from serving.governance_real_world import in_service_reports
+
+    settings = get_settings()
+    database = Database(settings.sqlalchemy_url)
+    try:
+        database.upgrade()
+        with database.session() as session:
+            reports = in_service_reports(settings, session, now=datetime.now(UTC))
+    finally:
+        database.dispose()
+    if not reports:
+        print("no version in service: nothing to check")
+        return 0
+    for report in reports:
+        live = report.figures.overall.sensitivity
+        if report.alert is not None:
+            alert = report.alert
+            print(
+                f"ALERT {report.label}: live sensitivity {live.value:.3f} (95 % interval "
+                f"{live.low:.3f} to {live.high:.3f}, {live.n} cancers) below the registered "
+                f"{alert.registered_metric} {alert.registered:.3f}"
+            )
+        else:
+            shown = "undefined" if live.value is None else f"{live.value:.3f}"
+            print(f"ok {report.label}: live sensitivity {shown} ({live.n} cancers)")
+    return EXIT_ALERT if any(report.alert is not None for report in reports) else 0
