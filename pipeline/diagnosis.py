@@ -57,8 +57,9 @@ class OutcomeSource(StrEnum):
 # reference search (FHIR implementation guides, HL7 mCODE, SNOMED-coded dermatology picklists):
 #   verified in two or more independent lists: bcc 254701007, scc 254651007, ak 201101007,
 #   skin lesion 95324001, malignant neoplastic disease 363346000.
-#   melanoma 372130007: most lists give "Malignant melanoma of skin", two give "Malignant
-#   neoplasm of skin" -- could not settle it without the SNOMED International browser.
+#   melanoma 93655004 "Malignant melanoma of skin" (a picklist that states it was checked in
+#   the IHTSDO browser; 372130007, which some lists give for melanoma, is the broader
+#   "Malignant neoplasm of skin" in the lists that quote SNOMED's fully specified names).
 #   Found in one list only, not independently verified: naevus 400096001, seborrhoeic keratosis
 #   201089006, benign neoplasm of skin 92384009.
 #   Not found in any stored list (from memory, to check against the browser before a release):
@@ -67,7 +68,7 @@ class OutcomeSource(StrEnum):
 # "Squamous cell carcinoma in situ of skin").
 SNOMED_CT: Mapping[DiagnosisCode, tuple[str, str]] = MappingProxyType(
     {
-        DiagnosisCode.MELANOMA: ("372130007", "Malignant melanoma of skin"),
+        DiagnosisCode.MELANOMA: ("93655004", "Malignant melanoma of skin"),
         DiagnosisCode.BCC: ("254701007", "Basal cell carcinoma of skin"),
         DiagnosisCode.SCC: ("254651007", "Squamous cell carcinoma of skin"),
         DiagnosisCode.AK_BOWEN: ("201101007", "Actinic keratosis"),

@@ -143,7 +143,7 @@ def test_the_coded_diagnosis_is_the_first_conclusion_code_in_snomed_ct() -> None
         "coding": [
             {
                 "system": "http://snomed.info/sct",
-                "code": "372130007",
+                "code": "93655004",
                 "display": "Malignant melanoma of skin",
             }
         ],

@@ -264,7 +264,7 @@ def test_the_whole_journey(
         assert pdf.ok and pdf.body().startswith(b"%PDF")
         text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.body())).pages)
         assert "Suspicion de mélanome" in text and "dermtriage-classifier" not in text
-        assert "Mélanome (SNOMED CT 372130007)" in text
+        assert "Mélanome (SNOMED CT 93655004)" in text
         expect(gp.locator("#report-diagnosis-code")).to_contain_text("Mélanome")
 
         # 8. The histology comes back: the reader records the outcome on the case page.
