@@ -119,7 +119,12 @@ def _real_world_section(pdf: FPDF, report: RealWorldReport) -> None:
         4.5,
         f"{overall.n_cases} confirmed cases, {overall.n_malignant} cancers (reference: "
         f"{sources}). Operating point: suspected malignant when p >= "
-        f"{report.figures.operating_point:.2f}. 95 % bootstrap intervals.",
+        f"{report.figures.operating_point:.2f}. 95 % bootstrap intervals."
+        + (
+            f" Computed at {report.computed_at:%Y-%m-%d %H:%M} UTC."
+            if report.computed_at is not None
+            else ""
+        ),
         new_x="LMARGIN",
         new_y="NEXT",
     )

@@ -522,3 +522,33 @@ def in_service_reports(
         )
         for version in versions
     ]
+
+
+def version_report(
+    settings: Any,
+    session: Session,
+    version: str,
+    registered: Mapping[str, float],
+    *,
+    now: datetime,
+    stale_ok: bool = False,
+) -> RealWorldReport:
+    """One version's report as the pages, the PDF and the commands show it: with the
+    challenger on the same cases when ``version`` is the champion."""
+    name = settings.registered_model_name
+    try:
+        client = open_client(settings.tracking_uri)
+        champion = alias_version(client, name, CHAMPION)
+        challenger = alias_version(client, name, CHALLENGER)
+    except RegistryError:
+        champion = challenger = None
+    return version_real_world(
+        session,
+        name,
+        version,
+        registered=registered,
+        now=now,
+        deadline_hours=settings.review_deadline_hours,
+        challenger=challenger if version == champion else None,
+        stale_ok=stale_ok,
+    )

@@ -93,6 +93,7 @@ def run_report(args: argparse.Namespace) -> int:
 
     from serving.db.session import Database
     from serving.governance_pdf import audit_report_pdf
+    from serving.governance_real_world import version_report
     from serving.governance_service import scored_counts, version_label
     from training.governance import artifact_bytes, version_dossier
     from training.registry import RegistryError, open_client
@@ -116,9 +117,14 @@ def run_report(args: argparse.Namespace) -> int:
         database.upgrade()
         with database.session() as session:
             live = scored_counts(session).get(version_label(name, args.version), {})
+            real_world = version_report(
+                settings, session, args.version, dossier.metrics, now=datetime.now(UTC)
+            )
     finally:
         database.dispose()
-    pdf = audit_report_pdf(dossier, plots=plots, live_cases=live, generated=datetime.now(UTC))
+    pdf = audit_report_pdf(
+        dossier, plots=plots, live_cases=live, generated=datetime.now(UTC), real_world=real_world
+    )
     args.out.write_bytes(pdf)
     print(f"wrote {args.out} ({len(pdf)} bytes)")
     return 0

@@ -37,6 +37,7 @@ from serving.deps import (
 )
 from serving.governance_charts import drift_chart_svg
 from serving.governance_pdf import audit_report_pdf
+from serving.governance_real_world import version_report
 from serving.governance_service import (
     case_scoring_history,
     cases_scored_by,
@@ -247,7 +248,10 @@ def version_report_pdf(
                 plots[plot] = data
     label = version_label(settings.registered_model_name, version)
     live = scored_counts(session).get(label, {})
-    pdf = audit_report_pdf(dossier, plots=plots, live_cases=live, generated=now)
+    real_world = version_report(settings, session, version, dossier.metrics, now=now, stale_ok=True)
+    pdf = audit_report_pdf(
+        dossier, plots=plots, live_cases=live, generated=now, real_world=real_world
+    )
     details = {"bytes": len(pdf)}
     audit.record(session, user, REPORT_EXPORT, model_version=label, details=details, at=now)
     filename = f"audit-{settings.registered_model_name}-v{version}.pdf"

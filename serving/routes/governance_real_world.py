@@ -27,12 +27,11 @@ from serving.governance_real_world import (
     RealWorldReport,
     in_service_reports,
     record_alert,
-    version_real_world,
+    version_report,
     wait_for_refreshes,
 )
-from serving.routes.governance import _auditor_only, _client, _dossier, _json_number, _page
+from serving.routes.governance import _auditor_only, _dossier, _json_number, _page
 from serving.users import User
-from training.registry import CHALLENGER, CHAMPION, RegistryError, alias_version
 
 logger = logging.getLogger(__name__)
 
@@ -78,22 +77,7 @@ router = APIRouter(tags=["governance"], lifespan=_precompute)
 def report_for(settings: Any, session: Any, user: User, version: str, now: Any) -> RealWorldReport:
     """The version's real-world report; an alert found is written to the audit trail."""
     dossier = _dossier(settings, version)  # 404 for an unknown version
-    try:
-        client = _client(settings)
-        champion = alias_version(client, settings.registered_model_name, CHAMPION)
-        challenger = alias_version(client, settings.registered_model_name, CHALLENGER)
-    except RegistryError:
-        champion = challenger = None
-    report = version_real_world(
-        session,
-        settings.registered_model_name,
-        version,
-        registered=dossier.metrics,
-        now=now,
-        deadline_hours=settings.review_deadline_hours,
-        challenger=challenger if version == champion else None,
-        stale_ok=True,
-    )
+    report = version_report(settings, session, version, dossier.metrics, now=now, stale_ok=True)
     record_alert(session, user, report, at=now)
     return report
 

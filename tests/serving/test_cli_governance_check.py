@@ -127,3 +127,19 @@ def test_a_champion_within_its_registered_figure_exits_0(store, database_url, mo
     assert capsys.readouterr().out.splitlines() == [
         f"ok {name}/1: live sensitivity 0.143 (14 cancers)"
     ]
+
+
+def test_the_governance_pdf_carries_the_real_world_section(
+    store, database_url, monkeypatch, tmp_path
+):
+    from pypdf import PdfReader
+
+    name = champion(store, {"sens_at_operating_point": 0.90}, database_url, monkeypatch)
+    seed_cases(database_url, f"{name}/1")
+    out = tmp_path / "audit.pdf"
+    assert main(["governance", "report", "1", "--out", str(out)]) == 0
+    text = " ".join(" ".join(page.extract_text() for page in PdfReader(out).pages).split())
+    assert "Real-world performance" in text
+    assert "16 confirmed cases, 14 cancers (reference: expert_report: 16)" in text
+    assert "below the registered sens_at_operating_point 0.900" in text
+    assert "0.143" in text  # the live sensitivity, 2 of 14 cancers
