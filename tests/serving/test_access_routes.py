@@ -49,8 +49,9 @@ ADMINS = frozenset({ADMIN})
 # (method, path) -> who may call it. Workflow rules (who may validate, answer...) narrow the
 # case routes further; being in the set means the access policy lets the call reach them.
 ACCESS: dict[tuple[str, str], frozenset[str]] = {
-    # public: health, the GP's photo check (stores nothing), sign-in, the API's description
+    # public: health probes, the GP's photo check (stores nothing), sign-in, the API's description
     ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,  # the readiness probe: no credentials, names no one
     ("GET", "/"): PUBLIC,
     ("GET", "/gp/photo"): PUBLIC,
     ("POST", "/api/v1/quality"): PUBLIC,
@@ -119,12 +120,14 @@ ACCESS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/governance/versions/{version}"): GOVERNANCE,
     ("GET", "/governance/versions/{version}/plots/{plot}.png"): GOVERNANCE,
     ("GET", "/governance/versions/{version}/report.pdf"): GOVERNANCE,
+    ("GET", "/governance/versions/{version}/real-world"): GOVERNANCE,
     ("GET", "/governance/compare"): GOVERNANCE,
     ("GET", "/governance/cases/{case_id}"): GOVERNANCE,
     ("GET", "/governance/drift"): GOVERNANCE,
     ("GET", "/api/v1/governance/versions"): GOVERNANCE,
     ("GET", "/api/v1/governance/versions/{version}"): GOVERNANCE,
     ("GET", "/api/v1/governance/versions/{version}/cases"): GOVERNANCE,
+    ("GET", "/api/v1/governance/versions/{version}/real-world"): GOVERNANCE,
     ("GET", "/api/v1/governance/compare"): GOVERNANCE,
     ("GET", "/api/v1/governance/shadow"): GOVERNANCE,
     ("GET", "/api/v1/governance/cases/{case_id}/scores"): GOVERNANCE,
