@@ -21,6 +21,9 @@ from serving.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
+#: While no model loads, how often the worker looks again (the loader itself backs off 30 s).
+MODEL_RETRY_S = 5.0
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -41,6 +44,14 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     if args.device:
         settings = settings.model_copy(update={"inference_device": args.device})
+    if settings.inference_device == "cuda":
+        from models.device import resolve_device
+
+        try:  # a GPU worker on a machine without one: say so now, before claiming any case
+            resolve_device("cuda")
+        except RuntimeError as exc:
+            logger.error("%s", exc)
+            return 2
     stop = threading.Event()
 
     def ask_to_stop(signum: int, _frame: Any) -> None:
@@ -52,10 +63,15 @@ def run(args: argparse.Namespace) -> int:
     runtime = build_runtime(settings, sweep_orphans=False)
     worker = runtime.worker
     try:
-        try:  # load the model before claiming anything, so no lease waits on a slow load
-            logger.info("model %s ready", worker.predictor().version)
-        except RuntimeError:
-            logger.warning("no model yet: cases are claimed and retried on the usual schedule")
+        # The model first, then the queue: no case is claimed, nor failed, by a worker that
+        # cannot score (an empty registry, an unreachable tracking server); it waits instead.
+        while not stop.is_set():
+            try:
+                logger.info("model %s ready", worker.predictor().version)
+                break
+            except RuntimeError as exc:
+                logger.warning("%s; trying again shortly", exc)
+                stop.wait(MODEL_RETRY_S)
         if not stop.is_set():
             worker.start()
             logger.info("scoring worker started (device %s)", settings.inference_device)
