@@ -37,7 +37,7 @@ from serving.deps import (
 )
 from serving.governance_charts import drift_chart_svg
 from serving.governance_pdf import audit_report_pdf
-from serving.governance_real_world import version_report
+from serving.governance_real_world import in_service_reports, record_alert, version_report
 from serving.governance_service import (
     case_scoring_history,
     cases_scored_by,
@@ -198,7 +198,14 @@ def governance_home(
     shadow = None
     if overview["champion"] and overview["challenger"]:
         shadow = _shadow(settings, session, overview["champion"], overview["challenger"], now)
-    return _page(request, "governance_versions.html", user, overview=overview, shadow=shadow)
+    # The versions in service whose live sensitivity fell below their registered figure: a
+    # banner here, so the alert is seen without opening each version's real-world page.
+    alerts = [r for r in in_service_reports(settings, session, now=now, stale_ok=True) if r.alert]
+    for report in alerts:
+        record_alert(session, user, report, at=now)
+    return _page(
+        request, "governance_versions.html", user, overview=overview, shadow=shadow, alerts=alerts
+    )
 
 
 @router.get("/governance/versions/{version}", response_class=HTMLResponse)

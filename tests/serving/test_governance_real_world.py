@@ -17,12 +17,15 @@ cases misses B (0.30): sensitivity 1/2, NPV 2/3, AUROC still 1.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from serving.app import create_app
 from serving.db import Case, Database
 from serving.db.models import AuditEvent, Outcome, Photo, Report, Score
 from serving.governance_real_world import (
@@ -31,7 +34,10 @@ from serving.governance_real_world import (
     version_real_world,
     wait_for_refreshes,
 )
+from serving.settings import get_settings
 from serving.users import find_user
+from tests.serving.conftest import sign_in
+from tests.serving.test_cli_governance_check import champion, seed_cases, store  # noqa: F401
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=20)
@@ -211,3 +217,105 @@ def test_a_page_after_new_data_reads_the_stored_figures_while_they_are_recompute
     assert wait_for_refreshes(timeout=60)
     fresh = report(database, stale_ok=True)
     assert not fresh.refreshing and fresh.figures.overall.n_malignant == 3
+
+
+# --- the pages: the landing page's banner, the dossier's link, French and English ------------
+#
+# The store of test_cli_governance_check (a real local MLflow store, one tiny logged model)
+# with a champion registered under its own name and figure, sixteen closed cases it scored
+# (live sensitivity 2/14, 95 % interval far below 0.90 and above 0.05), and the application
+# itself read through its test client as the auditor.
+
+
+def governance_client(
+    request: pytest.FixtureRequest, figures: dict[str, float], database_url: str, monkeypatch
+) -> Iterator[tuple[TestClient, str]]:
+    name = champion(request.getfixturevalue("store"), figures, database_url, monkeypatch)
+    seed_cases(database_url, f"{name}/1")
+    settings = get_settings().model_copy(update={"scoring_worker": False})
+    with TestClient(create_app(settings)) as client:
+        sign_in(client, "audit-moreau")
+        yield client, name
+    assert wait_for_refreshes(timeout=60)
+
+
+@pytest.fixture
+def alerting(request, database_url, monkeypatch) -> Iterator[tuple[TestClient, str]]:
+    """The champion was registered with a test sensitivity of 0.90 at the operating point."""
+    figures = {"sens_at_operating_point": 0.90}
+    yield from governance_client(request, figures, database_url, monkeypatch)
+
+
+@pytest.fixture
+def within(request, database_url, monkeypatch) -> Iterator[tuple[TestClient, str]]:
+    """The champion was registered with 0.05: the live 2/14 is no worse."""
+    figures = {"sens_at_operating_point": 0.05}
+    yield from governance_client(request, figures, database_url, monkeypatch)
+
+
+def test_the_landing_page_carries_a_banner_when_a_version_in_service_alerts(alerting):
+    client, name = alerting
+    page = client.get("/governance")
+    assert page.status_code == 200, page.text[:300]
+    banner = page.text.split('id="real-world-alert-1"')[1].split("</div>")[0]
+    assert "sensibilité 0.143" in banner and "14 cancers" in banner  # French by default
+    assert "sens_at_operating_point 0.900" in banner
+    assert 'href="/governance/versions/1/real-world"' in banner
+    english = html.unescape(client.get("/governance?lang=en").text)
+    assert "catches fewer cancers on the centre's patients" in english
+    # Seeing the alert is an audited event, as on the real-world page (once for this evidence).
+    assert client.get("/governance").status_code == 200
+    events = client.get(
+        "/api/v1/audit/events",
+        params={"action": ALERT_ACTION},
+        headers=sign_in(client, "audit-moreau"),
+    ).json()
+    assert [e["model_version"] for e in events["items"]] == [f"{name}/1"]
+
+
+def test_no_banner_while_the_live_sensitivity_holds_its_registered_figure(within):
+    client, _ = within
+    page = client.get("/governance")
+    assert page.status_code == 200 and 'id="real-world-alert-' not in page.text
+    assert 'id="real-world-alert"' not in client.get("/governance/versions/1/real-world").text
+
+
+def test_each_version_dossier_links_to_its_real_world_page(alerting):
+    client, _ = alerting
+    dossier = client.get("/governance/versions/1")
+    assert dossier.status_code == 200, dossier.text[:300]
+    link = dossier.text.split('id="real-world-link"')[0].rsplit("<a ", 1)[1]
+    assert 'href="/governance/versions/1/real-world"' in link
+    assert client.get("/governance/versions/1/real-world").status_code == 200
+
+
+def test_the_real_world_page_speaks_french_by_default_and_english_when_asked(alerting):
+    client, _ = alerting
+    french = html.unescape(client.get("/governance/versions/1/real-world").text)
+    for text in (
+        "Performances en conditions réelles : version 1",
+        "16 cas confirmés, 14 cancers",
+        "Compte rendu validé 16",
+        "Sensibilité au point de fonctionnement",
+        "Valeur prédictive négative",
+        "Par sous-groupe",
+        "Tranche d'âge",
+        "la sensibilité sur les patients du centre est de 0.143",
+        "Retour au dossier de la version",
+    ):
+        assert text in french, text
+    assert "Real-world performance" not in french and "Negative predictive value" not in french
+    english = html.unescape(client.get("/governance/versions/1/real-world?lang=en").text)
+    for text in (
+        "Real-world performance: version 1",
+        "16 confirmed cases, 14 cancers",
+        "Validated report 16",
+        "Sensitivity at the operating point",
+        "Negative predictive value",
+        "By subgroup",
+        "Age band",
+        "the live sensitivity is 0.143",
+        "Back to the version's dossier",
+    ):
+        assert text in english, text
+    assert "Valeur prédictive négative" not in english
