@@ -26,8 +26,23 @@ def _wrap(pipeline: A.Compose) -> Callable[[np.ndarray], torch.Tensor]:
     return apply
 
 
-def train_transform(size: int) -> Callable[[np.ndarray], torch.Tensor]:
-    """Random augmentation for training: RGB uint8 (H, W, 3) -> normalised float (3, size, size)."""
+def train_transform(size: int, photometric: bool = False) -> Callable[[np.ndarray], torch.Tensor]:
+    """Random augmentation for training: RGB uint8 (H, W, 3) -> normalised float (3, size, size).
+
+    ``photometric`` adds what changes between clinics rather than between photos of one clinic:
+    another lamp's colour temperature and the camera's tone curve, a smaller sensor or a photo
+    from further away, sensor noise and harsher JPEG (``TrainConfig.photometric_augmentation``).
+    """
+    between_clinics = (
+        [
+            A.PlanckianJitter(mode="blackbody", p=0.3),
+            A.RandomGamma(gamma_limit=(70, 140), p=0.3),
+            A.Downscale(scale_range=(0.4, 0.8), p=0.15),
+            A.GaussNoise(std_range=(0.01, 0.05), p=0.15),
+        ]
+        if photometric
+        else []
+    )
     return _wrap(
         A.Compose(
             [
@@ -37,17 +52,14 @@ def train_transform(size: int) -> Callable[[np.ndarray], torch.Tensor]:
                 A.RandomRotate90(),
                 A.Affine(rotate=(-30, 30), shear=(-5, 5), p=0.5),
                 A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.15, hue=0.03, p=0.7),
-                # Another lamp or white balance (a tungsten room, a cold LED ring), and a dimmer
-                # or brighter exposure with the camera's tone curve: what other clinics change.
-                A.PlanckianJitter(mode="blackbody", p=0.3),
-                A.RandomGamma(gamma_limit=(70, 140), p=0.3),
+                *between_clinics,
                 A.OneOf(
                     [A.GaussianBlur(blur_limit=(3, 5)), A.MotionBlur(blur_limit=(3, 5))], p=0.15
                 ),
-                # A smaller sensor or a photo taken from further away, then sensor noise.
-                A.Downscale(scale_range=(0.4, 0.8), p=0.15),
-                A.GaussNoise(std_range=(0.01, 0.05), p=0.15),
-                A.ImageCompression(quality_range=(50, 95), p=0.3),
+                A.ImageCompression(
+                    quality_range=(50, 95) if photometric else (60, 95),
+                    p=0.3 if photometric else 0.25,
+                ),
                 A.CoarseDropout(
                     num_holes_range=(1, 3),
                     hole_height_range=(0.05, 0.12),

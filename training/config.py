@@ -53,6 +53,11 @@ class TrainConfig(BaseModel):
         "Trezzi, 2004; the Minkowski norm's power, 6 is the usual choice; 0: off). Part of the "
         "model: stored with its weights, applied by training and serving alike",
     )
+    photometric_augmentation: bool = Field(
+        default=False,
+        description="also vary lamp colour temperature, tone curve, sensor size, noise and JPEG "
+        "(what differs between clinics; see training.augment.train_transform)",
+    )
     holdout_source: str | None = Field(
         default=None,
         description="leave-one-source-out: every image whose metadata 'dataset' is this source "

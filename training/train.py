@@ -91,7 +91,9 @@ def _prepare_data(
         dataset = LesionDataset(
             [images[i] for i in rows],
             metadata["label"].to_numpy()[rows].tolist(),
-            train_transform(config.image_size) if is_train else eval_transform(config.image_size),
+            train_transform(config.image_size, config.photometric_augmentation)
+            if is_train
+            else eval_transform(config.image_size),
         )
         loaders[name] = DataLoader(
             dataset,
