@@ -5,8 +5,10 @@ background worker has scored it with a real trained model, loaded by the service
 from a real MLflow registry (the suite's shared tiny training run); the reading dermatologist asks a
 question, the GP answers, the dermatologist writes the report, a senior validates it, and the GP
 sees the answer and downloads its PDF. The GP's form shows who sends the request from the account,
-read-only, and nothing the GP sees (pages, PDF) carries the model's output. Screenshots of each
-step go to ``$DERMTRIAGE_SCREENSHOTS`` when that variable names a folder.
+read-only, and nothing the GP sees (pages, PDF) carries the model's output. The loop then closes:
+the histology comes back, the reader records it on the case page, and the auditor's real-world
+figures for the model version count one more confirmed cancer, now proven by histology.
+Screenshots of each step go to ``$DERMTRIAGE_SCREENSHOTS`` when that variable names a folder.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -95,7 +97,9 @@ def _ranked(photos: list[Path], predictor: Any) -> list[Path]:
 
 def _api_token(base: str, user_id: str) -> str:
     issued = httpx.post(
-        f"{base}/api/v1/auth/token", json={"login": user_id, "password": DEMO_PASSWORD}
+        f"{base}/api/v1/auth/token",
+        json={"login": user_id, "password": DEMO_PASSWORD},
+        timeout=60,  # password hashing is slow on a busy machine
     )
     assert issued.status_code == 200, issued.text
     return str(issued.json()["access_token"])
@@ -125,6 +129,32 @@ def _submit_by_api(base: str, photo: Path) -> int:
     return int(response.json()["id"])
 
 
+def _real_world(page: Any, base: str) -> tuple[int, int, str]:
+    """What the auditor reads on version 1's real-world page: the number of confirmed cases (the
+    AUROC's n), of cancers among them (the sensitivity's n), and the line naming the sources."""
+    page.goto(f"{base}/governance/versions/1/real-world")
+
+    def n(figure: str) -> int:
+        # label, value, 95 % interval, n: the version's own columns come first.
+        return int(page.locator(f"tr[data-figure='{figure}'] td").nth(3).inner_text())
+
+    return n("auroc"), n("sensitivity"), page.locator("#real-world-counts").inner_text()
+
+
+def _real_world_once(
+    page: Any, base: str, shows: Callable[[tuple[int, int, str]], bool]
+) -> tuple[int, int, str]:
+    """The auditor's figures once they show what ``shows`` looks for: the service recomputes its
+    stored figures in the background after new data, so the auditor reloads until they do."""
+    deadline = time.monotonic() + 90
+    while True:
+        found = _real_world(page, base)
+        if shows(found):
+            return found
+        assert time.monotonic() < deadline, f"the auditor's figures did not follow: {found}"
+        time.sleep(1)
+
+
 def shot(page: Any, name: str) -> None:
     if SHOTS is not None:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -147,11 +177,17 @@ def test_the_whole_journey(
         )
         contexts = {
             name: browser.new_context(locale="fr-FR", viewport={"width": 1360, "height": 900})
-            for name in ("gp", "reader", "senior")
+            for name in ("gp", "reader", "senior", "auditor")
         }
-        gp, reader, senior = (contexts[n].new_page() for n in ("gp", "reader", "senior"))
-        for page in (gp, reader, senior):
+        gp, reader, senior, auditor = (
+            contexts[n].new_page() for n in ("gp", "reader", "senior", "auditor")
+        )
+        for page in (gp, reader, senior, auditor):
             page.set_default_timeout(30_000)
+
+        # 0. The auditor's real-world figures for the model version before the journey.
+        sign_in_page(auditor, base, "audit-moreau")
+        cases_before, cancers_before, _ = _real_world(auditor, base)
 
         # 1. The GP fills in the request, gets the instant quality verdict, and sends it.
         sign_in_page(gp, base, "dr-martin")
@@ -248,6 +284,11 @@ def test_the_whole_journey(
         senior.click("#validate-report")
         expect(senior.locator("#case-status")).to_have_attribute("data-status", "validated")
         shot(senior, "4-validated")
+        # The validated report is the case's reference until an outcome comes back.
+        validated_cases, validated_cancers, by_report = _real_world_once(
+            auditor, base, lambda found: found[0] > cases_before
+        )
+        assert (validated_cases, validated_cancers) == (cases_before + 1, cancers_before + 1)
 
         # 7. The GP sees the answer and downloads its PDF.
         gp.goto(f"{base}/gp/requests")
@@ -276,4 +317,12 @@ def test_the_whole_journey(
         reader.click("#save-outcome")
         expect(reader.locator("#outcome-list .outcome")).to_have_count(1)
         expect(reader.locator("#outcome-list")).to_contain_text("Mélanome · Histologie")
+
+        # 9. The auditor's figures: the same confirmed cancer, now proven by histology.
+        cases_after, cancers_after, by_histology = _real_world_once(
+            auditor, base, lambda found: found[2] != by_report
+        )
+        assert (cases_after, cancers_after) == (validated_cases, validated_cancers)
+        assert "histolog" in by_histology.lower()
+        shot(auditor, "6-auditor-real-world")
         browser.close()
