@@ -19,6 +19,13 @@ from training.train import TrainResult, train
 
 REQUIRE_SYSTEM_TOOLS = os.environ.get("DERMTRIAGE_REQUIRE_SYSTEM_TOOLS") == "1"
 
+# The service precomputes the real-world figures in a background loop. In one test process many
+# apps start and stop, each against a fresh MLflow store, and a loop touching a new store runs
+# MLflow's Alembic migrations while another app runs ours: Alembic's context is process-global,
+# so the two collide ("KeyError: 'script'"). Tests compute those figures directly instead (the
+# loop is tested by reading stored results); servers they start inherit this too.
+os.environ.setdefault("DERMTRIAGE_REAL_WORLD_REFRESH_SECONDS", "0")
+
 
 def require_tool(found: bool, what: str) -> None:
     """Skip a test whose system tool is absent on a laptop; fail it in CI, where it must run."""

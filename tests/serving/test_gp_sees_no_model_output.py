@@ -50,7 +50,10 @@ MISSING_CASE = 987654
 
 # Code and documentation, the same for everyone and about no case: the OpenAPI description names
 # the score's fields (the experts' API), the static script toggles the experts' saliency view.
-NOT_CASE_DATA = frozenset({"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/static"})
+# ``/readyz`` answers 503 by design while no model is loadable: a probe, not case data.
+NOT_CASE_DATA = frozenset(
+    {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/static", "/readyz"}
+)
 
 # JSON keys that carry the model's output or what is computed from it: absent, or null.
 MODEL_KEYS = frozenset(

@@ -49,8 +49,11 @@ def running_app(
 def _operations(app: FastAPI) -> list[Any]:
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
+    # The readiness probe answers 503 by design while no model is loadable (none is here).
     return [
-        op for op in operations if not (op.method.upper() == "DELETE" and op.path == REVOKE_PATH)
+        op
+        for op in operations
+        if not (op.method.upper() == "DELETE" and op.path == REVOKE_PATH) and op.path != "/readyz"
     ]
 
 
